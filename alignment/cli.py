@@ -1,0 +1,78 @@
+"""The `rlhf` console script: one subcommand per stage.
+
+Each subcommand lives in its own module, imported only when it is called, so that
+`rlhf --help` stays fast and a broken optional dependency of one stage (say, gradio)
+never stops another stage from running. A command module exposes
+`add_arguments(parser)` and `main(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# name -> (module, one-line help). Order is the order of the loop.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "suite": ("alignment.commands.suite", "build the offline world: task suite, tokenizer and tiny base model"),
+    "data": ("alignment.commands.data", "inspect, clean, decontaminate and mix instruction data"),
+    "sft": ("alignment.commands.sft", "supervised fine-tuning on instruction-response demonstrations"),
+    "label": ("ui.commands", "the labeling web app and its label store (serve, users, campaigns, export)"),
+    "reward": ("reward.commands.train", "train a Bradley-Terry reward model on comparisons"),
+    "reward-eval": ("reward.commands.evaluate", "evaluate a reward model on held-out comparisons"),
+    "ppo": ("alignment.commands.ppo", "PPO (actor-critic) against a reward model with KL control"),
+    "dpo": ("alignment.commands.dpo", "DPO (and its loss variants) on preference pairs"),
+    "grpo": ("alignment.commands.grpo", "GRPO with the reward model as reward function"),
+    "rloo": ("alignment.commands.rloo", "RLOO with the reward model as reward function"),
+    "eval": ("alignment.commands.eval", "compare a candidate with a baseline and flag regressions"),
+    "run": ("alignment.commands.run", "run a whole recipe: data -> SFT -> labels -> reward -> PPO/DPO -> eval"),
+}
+
+
+def _load(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlhf",
+        description="RLHF and preference-alignment toolkit: SFT -> reward model -> PPO/DPO, "
+        "with a labeling app and regression evaluation. Every stage reads one YAML recipe; "
+        "override any field with key.sub=value.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if only == name:
+            _load(module_name).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command not in COMMANDS:
+        command = None
+    parser = build_parser(only=command)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = _load(COMMANDS[args.command][0])
+    try:
+        return int(module.main(args) or 0)
+    except KeyboardInterrupt:
+        print("rlhf: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # one clear line for errors we raise on purpose
+        from alignment.errors import UserError
+
+        if isinstance(err, UserError) and not os.environ.get("RLHF_TRACEBACK"):
+            print(f"rlhf {args.command}: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

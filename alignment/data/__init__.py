@@ -1,0 +1,1 @@
+"""Data: row formats, file loaders, and (data stage) inspection, cleaning and mixing."""

@@ -1,0 +1,130 @@
+"""Loading policies and tokenizers, local or from the hub, with errors a user can act on."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from alignment.errors import UserError
+from alignment.recipe.model import ModelConfig
+
+
+def pick_device(prefer: Optional[str] = None) -> torch.device:
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return getattr(torch, name)
+
+
+def _check_exists(path: str, what: str) -> None:
+    local = path.startswith((".", "/", "~")) or os.path.exists(path)
+    if local and not Path(path).expanduser().exists():
+        raise UserError(f"{what} not found: {path}")
+
+
+def load_tokenizer(path: str, cfg: ModelConfig | None = None, padding_side: str = "right"):
+    """A tokenizer with a chat template and a pad token, or one clear error saying which is missing."""
+    from transformers import AutoTokenizer
+
+    cfg = cfg or ModelConfig()
+    path = cfg.tokenizer_name_or_path or path
+    _check_exists(path, "tokenizer")
+    try:
+        tok = AutoTokenizer.from_pretrained(path, revision=cfg.revision, trust_remote_code=cfg.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load tokenizer {path}: {str(err).splitlines()[0]}") from None
+    if cfg.chat_template:
+        template = cfg.chat_template
+        if template.endswith(".jinja") and Path(template).is_file():
+            template = Path(template).read_text(encoding="utf-8")
+        tok.chat_template = template
+    if not tok.chat_template:
+        raise UserError(f"tokenizer {path} has no chat template; set model.chat_template in the recipe")
+    if tok.pad_token is None:
+        if not cfg.pad_token:
+            raise UserError(
+                f"tokenizer {path} has no pad token; set model.pad_token in the recipe "
+                f"(for example to its EOS token {tok.eos_token!r})"
+            )
+        tok.pad_token = cfg.pad_token
+    if tok.eos_token is None:
+        raise UserError(f"tokenizer {path} has no EOS token, so responses could never end")
+    tok.padding_side = padding_side
+    return tok
+
+
+def load_policy(
+    path: str,
+    cfg: ModelConfig | None = None,
+    device: torch.device | str | None = None,
+    dropout: bool = False,
+    model_class: Any = None,
+    **kwargs: Any,
+):
+    """A causal LM (or `model_class`) on `device`, dropout off unless asked for.
+
+    RL needs dropout off: with it on, the logprobs of the same tokens differ between the
+    rollout and the update, and the PPO ratio is not 1 on the first minibatch.
+    """
+    from transformers import AutoModelForCausalLM
+
+    cfg = cfg or ModelConfig()
+    _check_exists(path, "model")
+    device = pick_device(str(device) if device else None)
+    model_class = model_class or AutoModelForCausalLM
+    extra = {"attn_implementation": cfg.attn_implementation} if cfg.attn_implementation else {}
+    try:
+        model = model_class.from_pretrained(
+            path,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            dtype=pick_dtype(cfg.dtype, device),
+            **extra,
+            **kwargs,
+        )
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load model {path}: {str(err).splitlines()[0]}") from None
+    if not dropout:
+        disable_dropout(model)
+    return model.to(device)
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    config = getattr(model, "config", None)
+    for name in ("attention_dropout", "hidden_dropout", "dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop"):
+        if config is not None and isinstance(getattr(config, name, None), float):
+            setattr(config, name, 0.0)
+
+
+def lora_config(lora, task_type: str = "CAUSAL_LM"):
+    """peft LoraConfig from our recipe section."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    return PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules or "all-linear",
+        task_type=task_type,
+    )
+
+
+def save_model(model, tokenizer, path: str | os.PathLike) -> None:
+    """A plain save_pretrained folder (model + tokenizer) that transformers/peft load as is."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)

@@ -1,0 +1,150 @@
+"""Reading a recipe: YAML file + `a.b=value` overrides -> validated `Recipe`.
+
+Every error names the recipe file and the dotted key, and says whether the key came from
+the file or from the command line, because "invalid value" without a location is the most
+common complaint about config systems.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from alignment.errors import RecipeError
+from alignment.recipe.schema import Recipe
+
+_ADAPTER = TypeAdapter(Recipe)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`sft.learning_rate=1e-4` -> (['sft', 'learning_rate'], 0.0001); values are YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"override {text!r} is not of the form key.sub=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise RecipeError(f"override {text!r}: value is not valid YAML ({err.problem})") from None
+    return key.split("."), value
+
+
+def _set_path(tree: dict, path: list[str], value: Any, origin: str) -> None:
+    node: Any = tree
+    for i, part in enumerate(path[:-1]):
+        if isinstance(node, list):
+            node = node[_list_index(node, part, path, origin)]
+            continue
+        if part not in node or node[part] is None:
+            node[part] = {}
+        node = node[part]
+        if not isinstance(node, (dict, list)):
+            raise RecipeError(f"{origin}: key {'.'.join(path[: i + 1])} is a value, not a section")
+    last = path[-1]
+    if isinstance(node, list):
+        node[_list_index(node, last, path, origin)] = value
+    else:
+        node[last] = value
+
+
+def _list_index(node: list, part: str, path: list[str], origin: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise RecipeError(f"{origin}: {'.'.join(path)}: {part!r} is not an index of a list of {len(node)}")
+    return int(part)
+
+
+def _describe(error: dict, file: str, overridden: set[str]) -> str:
+    key = ".".join(str(p) for p in error["loc"])
+    origin = f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+    if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
+        return f"{origin}: unknown key '{key}'"
+    return f"{origin}: key '{key}': {error['msg']} (got {error.get('input')!r})"
+
+
+def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Load, override, validate and resolve a recipe. `path=None` gives the defaults."""
+    file = str(path) if path is not None else "<defaults>"
+    raw: Any = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise RecipeError(f"recipe file not found: {file}")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise RecipeError(f"{file}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        except UnicodeDecodeError:
+            raise RecipeError(f"{file}: not UTF-8 text") from None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{file}: a recipe is a mapping of sections, got {type(raw).__name__}")
+    raw = _merge(recipe_to_dict(Recipe()), raw)
+    overridden = set()
+    for text in overrides:
+        keys, value = parse_override(text)
+        _set_path(raw, keys, value, origin="command line")
+        overridden.add(".".join(keys))
+    try:
+        recipe = _ADAPTER.validate_python(raw)
+    except ValidationError as err:
+        problems = [_describe(e, file, overridden) for e in err.errors()]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RecipeError(problems[0] + more) from None
+    _resolve_templates(recipe)
+    _check_files(recipe, file, overridden)
+    return recipe
+
+
+def _merge(defaults: dict, given: dict) -> dict:
+    """Deep-merge the file over the defaults, so that overrides can reach into lists."""
+    merged = dict(defaults)
+    for key, value in given.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _resolve_templates(recipe: Recipe) -> None:
+    recipe.output_dir = recipe.output_dir.replace("{name}", recipe.name)
+    recipe.labels.db = recipe.labels.db.replace("{output_dir}", recipe.output_dir)
+    recipe.labels.campaign = recipe.labels.campaign.replace("{name}", recipe.name)
+
+
+def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Local files named by the recipe must exist (hub ids and suite:* splits are not files)."""
+    named: list[tuple[str, str]] = []
+    for group in ("sources", "preference_sources"):
+        for i, source in enumerate(getattr(recipe.data, group)):
+            named.append((f"data.{group}.{i}.path", source.path))
+    if recipe.labels.source == "file" and recipe.labels.file:
+        named.append(("labels.file", recipe.labels.file))
+    if recipe.eval.gates:
+        named.append(("eval.gates", recipe.eval.gates))
+    named.append(("model.name_or_path", recipe.model.name_or_path))
+    for key, value in named:
+        if value.startswith(("suite:", "offline:")):
+            continue
+        looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
+        if looks_local and not Path(value).expanduser().exists():
+            origin = f"{file} (command-line override)" if key in overridden else file
+            raise RecipeError(f"{origin}: key '{key}': file not found: {value}")
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
+    """Write the resolved recipe (every default filled in) atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,33 @@
+"""Which model a run starts from, and how to load it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from alignment.recipe.base import Section, option
+
+OFFLINE_MODEL = "offline:tiny-llama"
+
+
+@dataclass
+class ModelConfig(Section):
+    name_or_path: str = option(
+        OFFLINE_MODEL,
+        help="Base causal LM: a local save_pretrained folder, a Hugging Face hub id, or "
+        f"'{OFFLINE_MODEL}' for the tiny Llama the offline suite builds locally.",
+    )
+    tokenizer_name_or_path: Optional[str] = option(None, help="Tokenizer, if not the model's own.")
+    revision: Optional[str] = option(None, help="Hub revision (branch, tag or commit).")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
+        "auto", help="Weights dtype; 'auto' is bfloat16 on a GPU that supports it, float32 on CPU."
+    )
+    trust_remote_code: bool = option(False, help="Allow model code from the hub (off by default).")
+    attn_implementation: Optional[str] = option(None, help="e.g. 'sdpa' or 'flash_attention_2'.")
+    pad_token: Optional[str] = option(
+        None, help="Pad token to set when the tokenizer has none (e.g. '<|eot_id|>'); never guessed silently."
+    )
+    chat_template: Optional[str] = option(
+        None, help="Jinja chat template (text or a .jinja file) for tokenizers that ship none."
+    )
+    max_length: int = option(256, help="Longest prompt+response, in tokens, that any stage trains on.")

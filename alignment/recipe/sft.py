@@ -1,0 +1,43 @@
+"""Supervised fine-tuning hyper-parameters (mapped onto TRL's SFTConfig)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from alignment.recipe.base import Section, option
+
+
+@dataclass
+class LoraConfig(Section):
+    enabled: bool = option(False, help="Train LoRA adapters instead of all weights.")
+    r: int = option(16, help="LoRA rank.")
+    alpha: int = option(32, help="LoRA alpha.")
+    dropout: float = option(0.0, help="LoRA dropout.")
+    target_modules: Optional[list[str]] = option(
+        None, help="Modules to adapt; default: all linear layers ('all-linear')."
+    )
+
+
+@dataclass
+class SFTConfig(Section):
+    epochs: float = option(4.0, help="Passes over the demonstrations.")
+    max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).")
+    batch_size: int = option(32, help="Per-device batch size.")
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
+    learning_rate: float = option(2e-3, help="Peak learning rate.")
+    lr_scheduler: str = option("cosine", help="transformers scheduler name.")
+    warmup_ratio: float = option(0.05, help="Share of steps spent warming up.")
+    weight_decay: float = option(0.0, help="AdamW weight decay.")
+    assistant_only_loss: bool = option(True, help="Compute the loss on assistant tokens only.")
+    packing: bool = option(False, help="Pack several examples per sequence.")
+    gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
+    lora: LoraConfig = option(LoraConfig(), help="Parameter-efficient fine-tuning.")
+    eval_steps: int = option(100, help="Evaluate the loss every N steps.")
+    save_steps: int = option(100, help="Checkpoint every N steps (for resume).")
+    save_total_limit: int = option(2, help="Intermediate checkpoints kept.")
+    logging_steps: int = option(10, help="Log every N steps.")
+    report_to: list[str] = option(["tensorboard"], help="Loggers: tensorboard, wandb, none.")
+    gold_eval_prompts: int = option(200, help="Held-out prompts scored by the gold checkers after training.")
+    gold_eval_temperature: float = option(0.0, help="0 for greedy decoding in the gold evaluation.")
+    max_new_tokens: int = option(32, help="Response length budget for the gold evaluation.")

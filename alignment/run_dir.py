@@ -1,0 +1,116 @@
+"""The run directory: one folder per stage, each done when its marker is written.
+
+A stage is complete only when `<stage>/COMPLETE.json` exists. The marker is written last and
+atomically (temp file + rename), so a killed process never leaves a folder that looks
+finished: the next run sees no marker, and resumes or redoes the stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from alignment.errors import UserError
+from alignment.recipe import Recipe, save_recipe
+from alignment.recipe.model import OFFLINE_MODEL
+
+MARKER = "COMPLETE.json"
+SUITE_PREFIX = "suite:"
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, sort_keys=False, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class RunDir:
+    """`runs/<name>/`: the resolved recipe, then one folder per stage."""
+
+    def __init__(self, recipe: Recipe, create: bool = True):
+        self.recipe = recipe
+        self.root = Path(recipe.output_dir)
+        if create:
+            self._ensure_writable()
+
+    def _ensure_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise UserError(f"output directory {self.root} is not writable ({err.strerror})") from None
+
+    def save_recipe(self) -> Path:
+        path = self.root / "recipe.yaml"
+        save_recipe(self.recipe, path)
+        return path
+
+    def stage_dir(self, stage: str, create: bool = True) -> Path:
+        path = self.root / stage
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def is_done(self, stage: str) -> bool:
+        return (self.root / stage / MARKER).is_file()
+
+    def marker(self, stage: str) -> dict:
+        path = self.root / stage / MARKER
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def mark_done(self, stage: str, info: dict | None = None) -> None:
+        payload = {"stage": stage, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **(info or {})}
+        write_json_atomic(self.stage_dir(stage) / MARKER, payload)
+
+    def clear(self, stage: str) -> None:
+        """Remove a stage's folder so that it reruns from scratch."""
+        path = self.root / stage
+        if path.exists():
+            shutil.rmtree(path)
+
+    def write_metrics(self, stage: str, metrics: dict) -> Path:
+        path = self.stage_dir(stage) / "metrics.json"
+        write_json_atomic(path, metrics)
+        return path
+
+    def read_metrics(self, stage: str) -> dict:
+        path = self.root / stage / "metrics.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def uses_offline_world(recipe: Recipe) -> bool:
+    paths = [s.path for s in recipe.data.sources] + list(recipe.data.eval_sets) + list(recipe.eval.prompts)
+    return recipe.model.name_or_path == OFFLINE_MODEL or any(p.startswith(SUITE_PREFIX) for p in paths)
+
+
+def resolve_model_path(recipe: Recipe) -> str:
+    """`offline:tiny-llama` -> the run's locally built base model; anything else as given."""
+    if recipe.model.name_or_path == OFFLINE_MODEL:
+        return str(Path(recipe.output_dir) / "base")
+    return recipe.model.name_or_path
+
+
+def resolve_data_path(recipe: Recipe, path: str) -> str:
+    """`suite:<split>` -> the run's generated split file; anything else as given."""
+    if path.startswith(SUITE_PREFIX):
+        return str(Path(recipe.output_dir) / "suite" / f"{path[len(SUITE_PREFIX):]}.jsonl")
+    return path
+
+
+def ensure_offline_world(recipe: Recipe) -> None:
+    """Build the offline suite and tiny base model if the recipe uses them (idempotent)."""
+    if uses_offline_world(recipe):
+        from alignment.suite.world import build_world
+
+        build_world(recipe)
