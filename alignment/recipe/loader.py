@@ -87,7 +87,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     overridden = set()
     for text in overrides:
         keys, value = parse_override(text)
-        _set_path(raw, keys, value, origin="command line")
+        _set_path(raw, keys, value, origin=f"{file} (command-line override)")
         overridden.add(".".join(keys))
     try:
         recipe = _ADAPTER.validate_python(raw)

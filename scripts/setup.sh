@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine (CPU only) for rlhf-toolkit, then optionally run the quickstart.
+#   bash scripts/setup.sh               # install everything
+#   bash scripts/setup.sh --quickstart  # install, then `rlhf sft configs/quickstart.yaml`
+# GPU users: install the CUDA build of torch first (pip install torch), then run this script;
+# it keeps the torch that is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+# torch: the CPU build, unless some torch is already installed. Asking for the pinned
+# version explicitly keeps pip from resolving an unpinned "torch" to a multi-GB CUDA wheel.
+if ! $PY -c "import torch" 2>/dev/null; then
+  $PY -m pip install --quiet "torch==2.13.0"
+fi
+$PY -m pip install --quiet -e ".[dev]"
+
+# Debian packages: chromium for the browser tests, postgresql for the PostgreSQL store tests.
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v pg_ctlcluster >/dev/null || need+=(postgresql)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--quickstart" ]; then
+  rlhf sft configs/quickstart.yaml
+fi
