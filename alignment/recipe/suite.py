@@ -31,4 +31,12 @@ class SuiteConfig(Section):
     heldout_phrasings: int = option(
         1, help="Instruction phrasings per family kept out of training (robustness to wording)."
     )
+    heldout_constraint_pairs: list[list[str]] = option(
+        [["case", "end_phrase"]],
+        help="Pairs of constraint types never combined in training; together they form the "
+        "eval_heldout_constraints split (compositional generalisation).",
+    )
+    safety_fraction: float = option(
+        0.075, help="Share of sft rows and prompts that are safety requests (refuse harmful, answer benign)."
+    )
     tiny_model: TinyModelConfig = option(TinyModelConfig(), help="Shape of the local base model.")
