@@ -1,0 +1,93 @@
+"""How a (prompt, response) becomes the reward model's tokens, and where its reward is read.
+
+Training and scoring share these functions, so that PPO scores exactly what the reward model
+was trained on:
+
+- the whole conversation is rendered with the REWARD model's own chat template, from text,
+  whatever tokenizer produced the response (a policy with another vocabulary is fine);
+- an EOS token closes the conversation when the template does not, so the reward is read at a
+  token that means "the response ends here", not at the last word of a truncated answer;
+- the reward is the score head applied at the last real token, found from the attention mask,
+  never from `pad_token_id`: transformers' own pooling looks for the last non-pad id and so
+  skips a final EOS whenever pad == eos, which many tokenizers use;
+- position ids are computed from the attention mask, so that a left-padded sequence gets the
+  same positions, hence the same reward, as when it is alone in its batch.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from alignment.data.rows import prompt_messages
+
+
+def render_conversation(tokenizer, prompt: str | list[dict], response: str) -> str:
+    """The full conversation as text, through the reward model's chat template, ending in EOS."""
+    messages = prompt_messages(prompt) + [{"role": "assistant", "content": response}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    eos = tokenizer.eos_token
+    if eos and not text.rstrip().endswith(eos):
+        text = text + eos
+    return text
+
+
+def encode_conversations(
+    tokenizer, prompts: Sequence[str | list[dict]], responses: Sequence[str]
+) -> list[list[int]]:
+    """Token ids of each rendered conversation (special tokens come from the template only)."""
+    texts = [render_conversation(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
+
+def pad_sequences(seqs: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask) for a batch, padded on `side`."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if side == "left":
+            ids[i, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+        else:
+            ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, : len(s)] = 1
+    return ids, mask
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the rightmost real token in each row (left or right padding alike)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    return (positions * attention_mask.long()).argmax(dim=1)
+
+
+def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """0, 1, 2... over real tokens; pads get 0. Makes left padding invisible to the model."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
+
+
+def _head_and_backbone(model):
+    """The transformers seq-clf model under an optional peft wrapper, its backbone and head."""
+    hf = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = getattr(hf, "score", None)
+    if head is None:
+        raise ValueError(
+            f"{type(hf).__name__} has no `score` head; reward models here are decoder-only "
+            "AutoModelForSequenceClassification models (Llama, Qwen, GPT-2, ...)"
+        )
+    return hf.base_model, head
+
+
+def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """One scalar reward per row: the score head at the last real token."""
+    backbone, head = _head_and_backbone(model)
+    hidden = backbone(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids_from_mask(attention_mask),
+        use_cache=False,
+    ).last_hidden_state
+    last = last_token_index(attention_mask)
+    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return head(pooled).squeeze(-1)
