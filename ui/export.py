@@ -1,0 +1,151 @@
+"""Export judgments as the reward stage's input rows (docs/contracts.md, "Data rows").
+
+Pairwise campaigns give preference rows:
+    {"prompt", "chosen", "rejected", "label": "preference", "labeler" | "labelers", ...}
+Ranking campaigns give ranking rows:
+    {"prompt", "responses", "ranking" (indices into responses, best first; partial allowed), ...}
+Every other key is metadata the reward stage carries through: "campaign", "item_id", the
+item's "metadata", the policies and checkpoints of the responses, and per judgment
+"judgment_id", "rationale", "time_spent_s" and the shown position of the chosen response.
+
+Aggregation:
+- "all" (default): one row per judgment, so every individual vote reaches the reward model
+  (repeated pairs weigh by how many labelers judged them).
+- "majority": one row per item. Pairwise: the candidate with strictly the most votes wins,
+  "agreement" is its share of the votes and "labelers" lists everyone who voted; an item
+  whose top votes are drawn gives no row. Ranking: candidates ordered by mean Borda score
+  (unranked candidates share the remaining scores), "agreement" is the labelers' pairwise
+  agreement on that item's candidate pairs.
+
+Ties and "both bad" are not preferences, so by default they are left out of pair rows. With
+include_ties they are written as rows whose "label" is "tie" or "both_bad" (chosen/rejected
+then hold the two responses in import order); the reward stage must filter or use them by
+that field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from alignment.errors import UserError
+from ui.agreement import _ranking_units, pairwise_agreement
+
+FORMATS = ("jsonl", "parquet", "datasets")
+
+
+def build_rows(campaign: str, mode: str, judgments: list[dict], items: dict, prompts: dict, cands: dict,
+               aggregation: str = "all", include_ties: bool = False) -> list[dict]:
+    by_item: dict[int, list[dict]] = defaultdict(list)
+    for j in judgments:
+        by_item[j["item_id"]].append(j)
+    rows = []
+    for item_id in sorted(by_item):
+        item = items[item_id]
+        prompt = prompts[item.prompt_id]
+        base = {"prompt": json.loads(prompt.prompt_json)}
+        extra = {"campaign": campaign, "item_id": item_id, "metadata": json.loads(prompt.metadata_json)}
+        ids = json.loads(item.candidate_ids_json)
+        js = by_item[item_id]
+        if mode == "pairwise":
+            rows += _pair_rows(base, extra, ids, js, cands, aggregation, include_ties)
+        else:
+            rows += _ranking_rows(base, extra, ids, js, cands, aggregation)
+    return rows
+
+
+def _source(prefix: str, c) -> dict:
+    return {f"{prefix}_policy": c.policy, f"{prefix}_checkpoint": c.checkpoint}
+
+
+def _pair(base: dict, chosen, rejected, label: str) -> dict:
+    return {**base, "chosen": chosen.text, "rejected": rejected.text, "label": label}
+
+
+def _pair_rows(base, extra, ids, js, cands, aggregation, include_ties) -> list[dict]:
+    first, second = cands[ids[0]], cands[ids[1]]
+    if aggregation == "all":
+        out = []
+        for j in js:
+            if j["winner"] is not None:
+                w, l = cands[j["winner"]], cands[j["loser"]]
+                row = _pair(base, w, l, "preference")
+                pos = "A" if j["shown"][0] == j["winner"] else "B"
+            elif include_ties:
+                w, l, pos = first, second, None
+                row = _pair(base, w, l, j["choice"])
+            else:
+                continue
+            out.append({**row, "labeler": j["user"], **extra, "judgment_id": j["id"], "chosen_position": pos,
+                        "rationale": j["rationale"], "time_spent_s": j["time_spent_s"],
+                        **_source("chosen", w), **_source("rejected", l)})
+        return out
+    votes = Counter(f"c{j['winner']}" if j["winner"] is not None else j["choice"] for j in js)
+    (top, n_top), *rest = votes.most_common() + [(None, 0)]
+    if rest and rest[0][1] == n_top:
+        return []  # no strict majority
+    meta = {"labelers": sorted(j["user"] for j in js), "agreement": n_top / len(js), "votes": len(js), **extra}
+    if top.startswith("c"):
+        winner = int(top[1:])
+        w, l = cands[winner], cands[ids[1] if ids[0] == winner else ids[0]]
+        return [{**_pair(base, w, l, "preference"), **meta, **_source("chosen", w), **_source("rejected", l)}]
+    if include_ties:
+        return [{**_pair(base, first, second, top), **meta, **_source("chosen", first), **_source("rejected", second)}]
+    return []
+
+
+def _ranking_rows(base, extra, ids, js, cands, aggregation) -> list[dict]:
+    index = {c: i for i, c in enumerate(ids)}
+    common = {**base, "responses": [cands[c].text for c in ids]}
+    sources = {"policies": [cands[c].policy for c in ids], "checkpoints": [cands[c].checkpoint for c in ids]}
+    if aggregation == "all":
+        return [{**common, "ranking": [index[c] for c in j["ranking"]], "labeler": j["user"], **extra,
+                 "judgment_id": j["id"], "rationale": j["rationale"], "time_spent_s": j["time_spent_s"], **sources}
+                for j in js]
+    k = len(ids)
+    score: dict[int, float] = defaultdict(float)
+    for j in js:
+        ranked = j["ranking"]
+        for pos, c in enumerate(ranked):
+            score[c] += k - 1 - pos
+        rest = [c for c in ids if c not in ranked]
+        for c in rest:  # unranked share the scores left: mean of 0 .. len(rest)-1
+            score[c] += (len(rest) - 1) / 2
+    order = sorted(ids, key=lambda c: (-score[c], index[c]))
+    units = defaultdict(dict)
+    for j in js:
+        for pair, label in _ranking_units(j).items():
+            units[pair][j["user"]] = label
+    agreement, _ = pairwise_agreement(units)
+    return [{**common, "ranking": [index[c] for c in order], "labelers": sorted(j["user"] for j in js),
+             "agreement": agreement, "votes": len(js), **extra, **sources}]
+
+
+def write_rows(rows: list[dict], path: Path, format: str) -> None:
+    """JSONL (written to a temporary file, then renamed), Parquet, or a `datasets` folder."""
+    if not rows:
+        raise UserError("nothing to export: no judgments left after the filters")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if format == "jsonl":
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return
+    try:
+        if format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), path)
+        else:
+            from datasets import Dataset
+
+            Dataset.from_list(rows).save_to_disk(str(path))
+    except (TypeError, ValueError) as err:  # pyarrow cannot type mixed columns (e.g. str and chat prompts)
+        raise UserError(f"cannot write {path} as {format}: {err}; export as jsonl instead") from err

@@ -1,0 +1,152 @@
+"""The label store's tables, as SQLAlchemy 2 ORM models (the latest schema version).
+
+Times are unix seconds (floats) so that the service can run on an injected clock in tests.
+JSON-shaped values (prompts, metadata, orders) are stored as JSON text: the store must work
+unchanged on SQLite and PostgreSQL. `ui.migrations` builds these tables step by step; a test
+checks that a migrated database and this module agree column for column.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SchemaVersion(Base):
+    """One row per applied migration; the highest `version` is the database's version."""
+
+    __tablename__ = "schema_version"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    applied_at: Mapped[float] = mapped_column(Float)
+    description: Mapped[str] = mapped_column(String(200))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    # "scrypt$n$r$p$salt$hash" (ui.passwords); NULL for simulated annotators, who cannot log in.
+    password_hash: Mapped[Optional[str]] = mapped_column(String(400), nullable=True)
+    role: Mapped[str] = mapped_column(String(16))  # "admin" | "labeler"
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)  # v2
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    mode: Mapped[str] = mapped_column(String(16))  # "pairwise" | "ranking"
+    overlap: Mapped[int] = mapped_column(Integer)
+    guidelines: Mapped[str] = mapped_column(Text, default="")
+    assignment_ttl_s: Mapped[float] = mapped_column(Float)
+    seed: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # v2: "open" | "closed"
+
+
+class Prompt(Base):
+    __tablename__ = "prompts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    prompt_json: Mapped[str] = mapped_column(Text)  # a string or a list of chat messages
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Candidate(Base):
+    """A candidate response to a prompt, with the policy and checkpoint that produced it."""
+
+    __tablename__ = "candidates"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"), index=True)
+    idx: Mapped[int] = mapped_column(Integer)  # position in the imported row's `responses`
+    text: Mapped[str] = mapped_column(Text)
+    policy: Mapped[Optional[str]] = mapped_column(String(400), nullable=True)
+    checkpoint: Mapped[Optional[str]] = mapped_column(String(400), nullable=True)
+    metadata_json: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class Item(Base):
+    """One unit of work: a pair (pairwise) or all K candidates (ranking) of one prompt."""
+
+    __tablename__ = "items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id"))
+    candidate_ids_json: Mapped[str] = mapped_column(Text)  # canonical (import) order
+    ordinal: Mapped[int] = mapped_column(Integer)  # serving order
+    is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
+    # expected answer in candidate ids: {"winner": id} | {"label": "tie"|"both_bad"} | {"ranking": [ids]}
+    gold_json: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_items_campaign_ordinal", "campaign_id", "ordinal"),)
+
+
+class Assignment(Base):
+    """An item handed to one labeler. `active` until judged (`done`), `skipped` or `expired`.
+
+    An active assignment past `expires_at` no longer holds its slot: another labeler may get
+    the item. The unique (item, user) pair is what keeps an item from reaching a labeler twice.
+    """
+
+    __tablename__ = "assignments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    shown_order_json: Mapped[str] = mapped_column(Text)  # candidate ids in the order shown (A, B, ...)
+    token: Mapped[str] = mapped_column(String(64))  # client token offered for this showing
+    created_at: Mapped[float] = mapped_column(Float)
+    activated_at: Mapped[float] = mapped_column(Float)  # last (re)activation: undo, expiry refresh
+    expires_at: Mapped[float] = mapped_column(Float)
+    finished_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    skip_reason: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id", name="uq_assignment_item_user"),
+        Index("ix_assignments_item_status", "item_id", "status"),
+        Index("ix_assignments_user_campaign", "user_id", "campaign_id", "status"),
+    )
+
+
+class Judgment(Base):
+    """One labeler's answer to one assignment. Undo sets `retracted_at`; rows are never deleted."""
+
+    __tablename__ = "judgments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    assignment_id: Mapped[int] = mapped_column(ForeignKey("assignments.id"))
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    shown_order_json: Mapped[str] = mapped_column(Text)  # candidate ids as shown: A, B, ...
+    choice: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)  # A | B | tie | both_bad
+    winner_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # pairwise A/B only
+    loser_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    ranking_json: Mapped[Optional[str]] = mapped_column(Text, nullable=True)  # candidate ids, best first
+    ranking_shown: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)  # e.g. "C>A>B"
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    time_spent_s: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    client_token: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    retracted_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class AuditLog(Base):
+    """Append-only: database triggers refuse UPDATE and DELETE on this table."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[float] = mapped_column(Float)
+    user_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    action: Mapped[str] = mapped_column(String(64))
+    campaign_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    detail_json: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,0 +1,782 @@
+"""The label store's one API: humans (through the app) and simulated annotators both write here.
+
+    svc = LabelService.open("sqlite:///labels.db")           # or postgresql://...
+    uid = svc.create_user("ann", "secret")                    # role="labeler"
+    cid = svc.create_campaign("round1", items=rows, overlap=3)
+    a = svc.next_assignment(uid, cid)                         # None when nothing is left for ann
+    svc.submit_judgment(a.id, uid, choice="A", client_token=a.token)
+    svc.export(cid, "labels.jsonl")
+
+Assignment rules. Items are served in campaign order. An item is open to a labeler while
+fewer than `overlap` labelers hold it, counting judged assignments and unexpired active ones;
+an active assignment past its expiry frees its slot for someone else. The (item, labeler)
+pair is unique, so nobody sees an item twice and a skipped item never comes back (unless the
+labeler undoes the skip). Gold items have no overlap cap: every labeler meets each once. The
+overlap is enforced again at submit time, so an expired assignment that was handed on cannot
+push an item past its overlap. Every write is one transaction: BEGIN IMMEDIATE on SQLite,
+row locks (SELECT ... FOR UPDATE SKIP LOCKED on items) on PostgreSQL.
+
+Pairwise campaigns with K > 2 responses per prompt get one item per pair: all K(K-1)/2 pairs,
+or `pairs_per_prompt` distinct pairs drawn at random (seeded by the campaign's seed).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional
+
+from sqlalchemy import and_, create_engine, event, exists, func, or_, select, true
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
+
+from alignment.errors import UserError
+from ui import agreement as quality
+from ui import export as exporting
+from ui import models as m
+from ui.candidates import normalize_rows
+from ui.migrations import migrate
+from ui.passwords import hash_password, verify_password
+
+CHOICES = ("A", "B", "tie", "both_bad")
+ROLES = ("labeler", "admin")
+MODES = ("pairwise", "ranking")
+
+
+def position_label(i: int) -> str:
+    """Shown position -> letter: 0 -> 'A', 1 -> 'B', ..."""
+    return chr(ord("A") + i)
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: int
+    name: str
+    role: str
+    simulated: bool
+    active: bool = True
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass
+class Assignment:
+    """An item as one labeler sees it: responses in the shown, anonymised order."""
+
+    id: int
+    item_id: int
+    campaign_id: int
+    mode: str
+    prompt: Any  # str or a list of chat messages
+    responses: list[str]  # shown order: A, B, ...
+    candidate_ids: list[int]  # candidate id of each shown response
+    token: str  # pass back as client_token: a repeated submit then makes one judgment
+    expires_at: float
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.labels = [position_label(i) for i in range(len(self.responses))]
+
+    @property
+    def mapping(self) -> dict[str, int]:
+        """Shown label -> candidate id."""
+        return dict(zip(self.labels, self.candidate_ids))
+
+
+class LabelService:
+    """Users, campaigns, assignments, judgments, quality statistics and export."""
+
+    def __init__(self, engine: Engine, reader: Engine | None = None, clock: Callable[[], float] = time.time):
+        self.engine = engine
+        self.reader = reader or engine
+        self.clock = clock
+
+    # ---------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, db_url: str, *, clock: Callable[[], float] | None = None, busy_timeout_s: float = 30.0) -> "LabelService":
+        """Open (creating or migrating) the store at a SQLAlchemy URL.
+
+        SQLite runs in WAL mode with synchronous=FULL (a confirmed commit survives a killed
+        process and a power cut), a busy timeout, and BEGIN IMMEDIATE for every write.
+        """
+        url = make_url(db_url)
+        if url.get_backend_name() == "sqlite":
+            writer, reader = _sqlite_engines(url, busy_timeout_s)
+        else:
+            writer = create_engine(url, pool_size=10, max_overflow=40, pool_pre_ping=True)
+            reader = writer
+        try:
+            migrate(writer)
+        except UserError:
+            raise
+        except Exception as err:  # unreachable server, bad credentials, unwritable file
+            raise UserError(f"cannot open label store {url.render_as_string(hide_password=True)}: {err}") from err
+        return cls(writer, reader, clock or time.time)
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.reader is not self.engine:
+            self.reader.dispose()
+
+    def _write(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    def _read(self) -> Session:
+        return Session(self.reader, expire_on_commit=False)
+
+    def _audit(self, s: Session, user_id: int | None, action: str, campaign_id: int | None = None, **detail) -> None:
+        s.add(m.AuditLog(at=self.clock(), user_id=user_id, action=action, campaign_id=campaign_id,
+                         detail_json=json.dumps(detail, default=str)))
+
+    # ---------------------------------------------------------------- users
+
+    def create_user(self, name: str, password: str | None, role: str = "labeler", simulated: bool = False,
+                    actor_id: int | None = None) -> int:
+        name = (name or "").strip()
+        if not name:
+            raise UserError("user name must not be empty")
+        if role not in ROLES:
+            raise UserError(f"role must be one of {ROLES}, got {role!r}")
+        if not simulated and not password:
+            raise UserError(f"user {name!r}: a password is required (only simulated annotators have none)")
+        pw = hash_password(password) if password else None
+        with self._write() as s, s.begin():
+            if s.scalar(select(m.User.id).where(m.User.name == name)) is not None:
+                raise UserError(f"user {name!r} already exists")
+            user = m.User(name=name, password_hash=pw, role=role, simulated=simulated, created_at=self.clock(), active=True)
+            s.add(user)
+            s.flush()
+            self._audit(s, actor_id, "create_user", user=name, role=role, simulated=simulated)
+            return user.id
+
+    def ensure_user(self, name: str, role: str = "labeler", simulated: bool = True) -> int:
+        """The id of user `name`, created without a password if missing (simulated annotators)."""
+        uid = self.user_id(name)
+        if uid is None:
+            try:
+                return self.create_user(name, None, role=role, simulated=simulated)
+            except UserError:
+                uid = self.user_id(name)  # created concurrently
+        return uid
+
+    def user_id(self, name: str) -> int | None:
+        with self._read() as s:
+            return s.scalar(select(m.User.id).where(m.User.name == name))
+
+    def authenticate(self, name: str, password: str) -> UserInfo | None:
+        """The active user with this name and password, else None (one hash either way)."""
+        with self._read() as s:
+            user = s.scalar(select(m.User).where(m.User.name == (name or "").strip()))
+        ok = verify_password(password or "", user.password_hash if user else None)
+        if not (ok and user and user.active):
+            return None
+        return _info(user)
+
+    def get_user(self, user_id: int) -> UserInfo | None:
+        with self._read() as s:
+            user = s.get(m.User, user_id)
+            return _info(user) if user else None
+
+    def get_user_by_name(self, name: str) -> UserInfo | None:
+        with self._read() as s:
+            user = s.scalar(select(m.User).where(m.User.name == name))
+            return _info(user) if user else None
+
+    def list_users(self) -> list[UserInfo]:
+        with self._read() as s:
+            return [_info(u) for u in s.scalars(select(m.User).order_by(m.User.id))]
+
+    def set_user_active(self, user_id: int, active: bool, actor_id: int | None = None) -> None:
+        with self._write() as s, s.begin():
+            user = s.get(m.User, user_id)
+            if user is None:
+                raise UserError(f"no user with id {user_id}")
+            user.active = active
+            self._audit(s, actor_id, "activate_user" if active else "deactivate_user", user=user.name)
+
+    def set_password(self, user_id: int, password: str, actor_id: int | None = None) -> None:
+        if not password:
+            raise UserError("password must not be empty")
+        with self._write() as s, s.begin():
+            user = s.get(m.User, user_id)
+            if user is None:
+                raise UserError(f"no user with id {user_id}")
+            user.password_hash = hash_password(password)
+            self._audit(s, actor_id, "set_password", user=user.name)
+
+    # ---------------------------------------------------------------- campaigns
+
+    def create_campaign(
+        self,
+        name: str,
+        mode: str = "pairwise",
+        overlap: int = 1,
+        guidelines: str = "",
+        items: Iterable[dict] = (),
+        gold: Iterable[dict] = (),
+        *,
+        pairs_per_prompt: int | None = None,
+        assignment_ttl_s: float = 1800.0,
+        seed: int = 0,
+        created_by: int | None = None,
+    ) -> int:
+        """Import candidate rows (see ui.candidates) as a new campaign; returns its id.
+
+        `gold` rows have the same shape plus `"gold": answer`; rows of `items` with a `gold`
+        key are gold items too. Gold items are interleaved at seeded random positions.
+        """
+        name = (name or "").strip()
+        if not name:
+            raise UserError("campaign name must not be empty")
+        if mode not in MODES:
+            raise UserError(f"mode must be one of {MODES}, got {mode!r}")
+        if int(overlap) < 1:
+            raise UserError(f"overlap must be at least 1, got {overlap}")
+        if pairs_per_prompt is not None and pairs_per_prompt < 1:
+            raise UserError(f"pairs_per_prompt must be at least 1, got {pairs_per_prompt}")
+        rows = normalize_rows(list(items), "items") + [
+            {**r, "gold": r.get("gold")} for r in normalize_rows(list(gold), "gold")
+        ]
+        for i, r in enumerate(rows):
+            if "gold" in r:
+                _check_gold(r, mode, i)
+        if not any("gold" not in r for r in rows):
+            raise UserError(f"campaign {name!r}: no items to label")
+        rng = random.Random(seed)
+        now = self.clock()
+        with self._write() as s, s.begin():
+            if s.scalar(select(m.Campaign.id).where(m.Campaign.name == name)) is not None:
+                raise UserError(f"campaign {name!r} already exists")
+            camp = m.Campaign(name=name, mode=mode, overlap=int(overlap), guidelines=guidelines or "",
+                              assignment_ttl_s=float(assignment_ttl_s), seed=int(seed), created_at=now,
+                              created_by=created_by, status="open")
+            s.add(camp)
+            s.flush()
+            normal: list[m.Item] = []
+            golden: list[m.Item] = []
+            for row in rows:
+                prompt = m.Prompt(campaign_id=camp.id, prompt_json=json.dumps(row["prompt"]),
+                                  metadata_json=json.dumps(row["metadata"]))
+                s.add(prompt)
+                s.flush()
+                cands = [m.Candidate(prompt_id=prompt.id, idx=j, text=r["text"], policy=r["policy"],
+                                     checkpoint=r["checkpoint"], metadata_json=json.dumps(r["metadata"]))
+                         for j, r in enumerate(row["responses"])]
+                s.add_all(cands)
+                s.flush()
+                ids = [c.id for c in cands]
+                if "gold" in row:
+                    golden.append(m.Item(campaign_id=camp.id, prompt_id=prompt.id, candidate_ids_json=json.dumps(ids),
+                                         ordinal=0, is_gold=True, gold_json=json.dumps(_gold_to_ids(row["gold"], ids))))
+                elif mode == "ranking":
+                    normal.append(m.Item(campaign_id=camp.id, prompt_id=prompt.id, candidate_ids_json=json.dumps(ids),
+                                         ordinal=0, is_gold=False))
+                else:
+                    pairs = list(itertools.combinations(ids, 2))
+                    if pairs_per_prompt is not None and pairs_per_prompt < len(pairs):
+                        pairs = sorted(rng.sample(pairs, pairs_per_prompt))
+                    normal += [m.Item(campaign_id=camp.id, prompt_id=prompt.id, candidate_ids_json=json.dumps(list(p)),
+                                      ordinal=0, is_gold=False) for p in pairs]
+            ordered = list(normal)
+            for g in golden:  # interleave gold at random positions
+                ordered.insert(rng.randint(0, len(ordered)), g)
+            for k, item in enumerate(ordered):
+                item.ordinal = k
+            s.add_all(ordered)
+            self._audit(s, created_by, "create_campaign", camp.id, name=name, mode=mode, overlap=int(overlap),
+                        items=len(normal), gold=len(golden))
+            return camp.id
+
+    def campaign_id(self, name_or_id: str | int) -> int:
+        """Resolve a campaign by name (or numeric id); UserError when there is none."""
+        with self._read() as s:
+            cid = s.scalar(select(m.Campaign.id).where(m.Campaign.name == str(name_or_id)))
+            if cid is None and str(name_or_id).isdigit():
+                cid = s.scalar(select(m.Campaign.id).where(m.Campaign.id == int(name_or_id)))
+        if cid is None:
+            raise UserError(f"no campaign named {name_or_id!r}")
+        return cid
+
+    def get_campaign(self, campaign_id: int) -> dict:
+        with self._read() as s:
+            c = s.get(m.Campaign, campaign_id)
+            if c is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            return _campaign_dict(c)
+
+    def list_campaigns(self) -> list[dict]:
+        with self._read() as s:
+            return [_campaign_dict(c) for c in s.scalars(select(m.Campaign).order_by(m.Campaign.id))]
+
+    def set_campaign_status(self, campaign_id: int, status: str, actor_id: int | None = None) -> None:
+        if status not in ("open", "closed"):
+            raise UserError(f"campaign status must be 'open' or 'closed', got {status!r}")
+        with self._write() as s, s.begin():
+            c = s.get(m.Campaign, campaign_id)
+            if c is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            c.status = status
+            self._audit(s, actor_id, f"{status}_campaign", campaign_id)
+
+    # ---------------------------------------------------------------- assignment
+
+    def next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
+        """The labeler's current item, or a new one; None when nothing is left for them."""
+        for attempt in range(5):
+            try:
+                return self._next_assignment(user_id, campaign_id)
+            except IntegrityError:  # PostgreSQL: a concurrent request by the same user won the race
+                if attempt == 4:
+                    raise
+        return None
+
+    def _next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
+        now = self.clock()
+        with self._write() as s, s.begin():
+            user, camp = self._check_user_campaign(s, user_id, campaign_id)
+            # 1. The labeler's own active assignments (reload, undo): most recent first.
+            mine = s.scalars(
+                select(m.Assignment)
+                .where(m.Assignment.user_id == user_id, m.Assignment.campaign_id == campaign_id,
+                       m.Assignment.status == "active")
+                .order_by(m.Assignment.activated_at.desc(), m.Assignment.id.desc())
+                .with_for_update()
+            ).all()
+            for a in mine:
+                if a.expires_at > now:
+                    return self._to_assignment(s, a, camp)
+                item = s.get(m.Item, a.item_id)
+                if item.is_gold or self._taken(s, a.item_id, now, exclude=a.id) < camp.overlap:
+                    a.expires_at = now + camp.assignment_ttl_s
+                    return self._to_assignment(s, a, camp)
+                a.status = "expired"  # handed on while this labeler was away
+                a.finished_at = now
+            if camp.status != "open":
+                return None
+            # 2. A new item: first in campaign order that this labeler never had and that has room.
+            skipped: list[int] = []
+            while True:
+                item = s.scalar(
+                    select(m.Item)
+                    .where(m.Item.campaign_id == campaign_id, m.Item.id.not_in(skipped) if skipped else true(),
+                           ~self._had(user_id), or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap))
+                    .order_by(m.Item.ordinal)
+                    .limit(1)
+                    .with_for_update(skip_locked=True)
+                )
+                if item is None:
+                    return None
+                # Re-check under the row lock (PostgreSQL: a fresh statement sees commits made
+                # before we got the lock; SQLite: already serialised by BEGIN IMMEDIATE).
+                had = s.scalar(select(func.count()).where(m.Assignment.item_id == item.id, m.Assignment.user_id == user_id))
+                if had or (not item.is_gold and self._taken(s, item.id, now) >= camp.overlap):
+                    skipped.append(item.id)
+                    continue
+                order = json.loads(item.candidate_ids_json)
+                secrets.SystemRandom().shuffle(order)  # anonymised, random positions
+                a = m.Assignment(item_id=item.id, campaign_id=campaign_id, user_id=user_id, status="active",
+                                 shown_order_json=json.dumps(order), token=uuid.uuid4().hex, created_at=now,
+                                 activated_at=now, expires_at=now + camp.assignment_ttl_s)
+                s.add(a)
+                s.flush()
+                return self._to_assignment(s, a, camp)
+
+    @staticmethod
+    def _had(user_id: int):
+        return exists().where(m.Assignment.item_id == m.Item.id, m.Assignment.user_id == user_id)
+
+    @staticmethod
+    def _holds(now: float):
+        """Assignments that hold a slot of their item: judged, or active and unexpired."""
+        return or_(m.Assignment.status == "done", and_(m.Assignment.status == "active", m.Assignment.expires_at > now))
+
+    def _taken_expr(self, now: float):
+        return (select(func.count()).where(m.Assignment.item_id == m.Item.id, self._holds(now))
+                .correlate(m.Item).scalar_subquery())
+
+    def _taken(self, s: Session, item_id: int, now: float, exclude: int | None = None) -> int:
+        q = select(func.count()).where(m.Assignment.item_id == item_id, self._holds(now))
+        if exclude is not None:
+            q = q.where(m.Assignment.id != exclude)
+        return s.scalar(q)
+
+    def _check_user_campaign(self, s: Session, user_id: int, campaign_id: int) -> tuple[m.User, m.Campaign]:
+        user = s.get(m.User, user_id)
+        if user is None or not user.active:
+            raise UserError(f"no active user with id {user_id}")
+        camp = s.get(m.Campaign, campaign_id)
+        if camp is None:
+            raise UserError(f"no campaign with id {campaign_id}")
+        return user, camp
+
+    def _to_assignment(self, s: Session, a: m.Assignment, camp: m.Campaign) -> Assignment:
+        order = json.loads(a.shown_order_json)
+        item = s.get(m.Item, a.item_id)
+        prompt = s.get(m.Prompt, item.prompt_id)
+        texts = dict(s.execute(select(m.Candidate.id, m.Candidate.text).where(m.Candidate.id.in_(order))).all())
+        return Assignment(id=a.id, item_id=a.item_id, campaign_id=camp.id, mode=camp.mode,
+                          prompt=json.loads(prompt.prompt_json), responses=[texts[c] for c in order],
+                          candidate_ids=order, token=a.token, expires_at=a.expires_at)
+
+    # ---------------------------------------------------------------- judging
+
+    def submit_judgment(
+        self,
+        assignment_id: int,
+        user_id: int,
+        choice: str | None = None,
+        ranking: list[int | str] | None = None,
+        rationale: str = "",
+        time_spent_s: float | None = None,
+        client_token: str | None = None,
+    ) -> int:
+        """Record a judgment; returns its id. A repeated `client_token` returns the first id.
+
+        Pairwise: `choice` is "A", "B" (shown positions), "tie" or "both_bad". Ranking:
+        `ranking` lists shown positions best first, as letters ("C", "A") or 0-based ints;
+        a partial ranking leaves the rest unranked. Without `time_spent_s` the time since the
+        item was (re)shown is stored.
+        """
+        for attempt in range(3):
+            try:
+                return self._submit(assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token)
+            except IntegrityError:  # PostgreSQL: the same client_token committed concurrently
+                if client_token is None or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _submit(self, assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token) -> int:
+        now = self.clock()
+        with self._write() as s, s.begin():
+            if client_token:
+                prior = s.scalar(select(m.Judgment).where(m.Judgment.client_token == client_token))
+                if prior is not None:
+                    if prior.user_id != user_id or prior.assignment_id != assignment_id:
+                        raise UserError("client_token was already used for another judgment")
+                    return prior.id
+            a = s.scalar(select(m.Assignment).where(m.Assignment.id == assignment_id).with_for_update())
+            if a is None or a.user_id != user_id:
+                raise UserError(f"assignment {assignment_id} is not assigned to this user")
+            if a.status != "active":
+                raise UserError(f"assignment {assignment_id} is {a.status}, not open for a judgment")
+            user, camp = self._check_user_campaign(s, user_id, a.campaign_id)
+            item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
+            if a.expires_at <= now and not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
+                raise UserError("this item expired and was given to another labeler; take the next one")
+            order = json.loads(a.shown_order_json)
+            j = m.Judgment(assignment_id=a.id, item_id=a.item_id, campaign_id=a.campaign_id, user_id=user_id,
+                           shown_order_json=a.shown_order_json, rationale=(rationale or "")[:20000],
+                           time_spent_s=float(time_spent_s) if time_spent_s is not None else round(now - a.activated_at, 3),
+                           client_token=client_token or None, created_at=now)
+            if camp.mode == "pairwise":
+                if ranking is not None:
+                    raise UserError("this is a pairwise campaign: give choice='A'|'B'|'tie'|'both_bad', not a ranking")
+                c = {"a": "A", "b": "B"}.get(str(choice).lower(), choice)
+                if c not in CHOICES:
+                    raise UserError(f"choice must be one of {CHOICES}, got {choice!r}")
+                j.choice = c
+                if c in ("A", "B"):
+                    w = 0 if c == "A" else 1
+                    j.winner_id, j.loser_id = order[w], order[1 - w]
+            else:
+                if choice is not None:
+                    raise UserError("this is a ranking campaign: give ranking=[...] (shown positions, best first)")
+                positions = _parse_ranking(ranking, len(order))
+                j.ranking_json = json.dumps([order[p] for p in positions])
+                j.ranking_shown = ">".join(position_label(p) for p in positions)
+            a.status, a.finished_at = "done", now
+            s.add(j)
+            s.flush()
+            self._audit(s, user_id, "judge", a.campaign_id, judgment=j.id, assignment=a.id, item=a.item_id,
+                        choice=j.choice, ranking=j.ranking_shown)
+            return j.id
+
+    def skip(self, assignment_id: int, user_id: int, reason: str = "") -> None:
+        """Give an item back; it is never served to this labeler again (unless undone)."""
+        now = self.clock()
+        with self._write() as s, s.begin():
+            a = s.scalar(select(m.Assignment).where(m.Assignment.id == assignment_id).with_for_update())
+            if a is None or a.user_id != user_id:
+                raise UserError(f"assignment {assignment_id} is not assigned to this user")
+            if a.status == "skipped":
+                return  # a double-clicked skip
+            if a.status != "active":
+                raise UserError(f"assignment {assignment_id} is {a.status}; only an open item can be skipped")
+            a.status, a.finished_at, a.skip_reason = "skipped", now, (reason or "")[:2000]
+            self._audit(s, user_id, "skip", a.campaign_id, assignment=a.id, item=a.item_id, reason=a.skip_reason)
+
+    def undo_last(self, user_id: int, campaign_id: int) -> Assignment | None:
+        """Take back the labeler's latest judgment or skip in this campaign; returns the
+        reopened assignment (served again by next_assignment), or None if nothing to undo.
+        Repeated calls walk further back. The judgment is kept, marked retracted."""
+        now = self.clock()
+        with self._write() as s, s.begin():
+            _, camp = self._check_user_campaign(s, user_id, campaign_id)
+            a = s.scalar(
+                select(m.Assignment)
+                .where(m.Assignment.user_id == user_id, m.Assignment.campaign_id == campaign_id,
+                       m.Assignment.status.in_(("done", "skipped")))
+                .order_by(m.Assignment.finished_at.desc(), m.Assignment.id.desc())
+                .limit(1)
+                .with_for_update()
+            )
+            if a is None:
+                return None
+            detail: dict[str, Any] = {"assignment": a.id, "item": a.item_id, "was": a.status}
+            if a.status == "done":
+                j = s.scalar(select(m.Judgment).where(m.Judgment.assignment_id == a.id, m.Judgment.retracted_at.is_(None)))
+                if j is not None:
+                    j.retracted_at = now
+                    detail["judgment"] = j.id
+            else:
+                item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
+                if not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
+                    raise UserError("cannot undo that skip: the item has since gone to other labelers")
+                a.skip_reason = None
+            a.status, a.finished_at = "active", None
+            a.activated_at, a.expires_at, a.token = now, now + camp.assignment_ttl_s, uuid.uuid4().hex
+            self._audit(s, user_id, "undo", campaign_id, **detail)
+            return self._to_assignment(s, a, camp)
+
+    # ---------------------------------------------------------------- reading
+
+    def user_progress(self, user_id: int, campaign_id: int) -> dict:
+        """One labeler's own counts: judged, skipped, time spent, items still open to them."""
+        now = self.clock()
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            judged, spent = s.execute(
+                select(func.count(), func.coalesce(func.sum(m.Judgment.time_spent_s), 0.0))
+                .where(m.Judgment.user_id == user_id, m.Judgment.campaign_id == campaign_id, m.Judgment.retracted_at.is_(None))
+            ).one()
+            skipped = s.scalar(select(func.count()).where(m.Assignment.user_id == user_id,
+                                                           m.Assignment.campaign_id == campaign_id,
+                                                           m.Assignment.status == "skipped"))
+            open_ = s.scalar(select(func.count()).select_from(m.Item).where(
+                m.Item.campaign_id == campaign_id, ~self._had(user_id),
+                or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap)))
+            current = s.scalar(select(func.count()).where(m.Assignment.user_id == user_id,
+                                                           m.Assignment.campaign_id == campaign_id,
+                                                           m.Assignment.status == "active"))
+        return {"campaign": camp.name, "judged": judged, "skipped": skipped, "time_spent_s": round(float(spent), 1),
+                "remaining": open_ + current}
+
+    def _judgment_rows(self, s: Session, campaign_id: int) -> list[dict]:
+        q = (select(m.Judgment, m.User, m.Item)
+             .join(m.User, m.User.id == m.Judgment.user_id)
+             .join(m.Item, m.Item.id == m.Judgment.item_id)
+             .where(m.Judgment.campaign_id == campaign_id, m.Judgment.retracted_at.is_(None))
+             .order_by(m.Judgment.id))
+        rows = []
+        for j, u, it in s.execute(q):
+            rows.append({
+                "id": j.id, "item_id": j.item_id, "user": u.name, "user_id": u.id, "simulated": u.simulated,
+                "choice": j.choice, "winner": j.winner_id, "loser": j.loser_id,
+                "ranking": json.loads(j.ranking_json) if j.ranking_json else None,
+                "shown": json.loads(j.shown_order_json), "rationale": j.rationale, "time_spent_s": j.time_spent_s,
+                "created_at": j.created_at, "is_gold": it.is_gold,
+                "gold": json.loads(it.gold_json) if it.gold_json else None,
+                "candidates": json.loads(it.candidate_ids_json),
+            })
+        return rows
+
+    def progress(self, campaign_id: int) -> dict:
+        """Campaign counts and per-labeler speed (admin view)."""
+        now = self.clock()
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            n_items = s.scalar(select(func.count()).where(m.Item.campaign_id == campaign_id, m.Item.is_gold.is_(False)))
+            n_gold = s.scalar(select(func.count()).where(m.Item.campaign_id == campaign_id, m.Item.is_gold.is_(True)))
+            judgments = self._judgment_rows(s, campaign_id)
+            skips = dict(s.execute(
+                select(m.User.name, func.count()).select_from(m.Assignment).join(m.User, m.User.id == m.Assignment.user_id)
+                .where(m.Assignment.campaign_id == campaign_id, m.Assignment.status == "skipped")
+                .group_by(m.User.name)).all())
+            active = s.scalar(select(func.count()).where(m.Assignment.campaign_id == campaign_id,
+                                                          m.Assignment.status == "active", m.Assignment.expires_at > now))
+        per_item: dict[int, int] = {}
+        for r in judgments:
+            if not r["is_gold"]:
+                per_item[r["item_id"]] = per_item.get(r["item_id"], 0) + 1
+        done = sum(min(n, camp.overlap) for n in per_item.values())
+        target = n_items * camp.overlap
+        return {
+            "campaign": camp.name, "mode": camp.mode, "overlap": camp.overlap, "status": camp.status,
+            "items": n_items, "gold_items": n_gold, "judgments": sum(per_item.values()),
+            "gold_judgments": sum(1 for r in judgments if r["is_gold"]),
+            "complete_items": sum(1 for n in per_item.values() if n >= camp.overlap),
+            "target_judgments": target, "fraction_done": round(done / target, 4) if target else 1.0,
+            "skips": sum(skips.values()), "active_assignments": active,
+            "labelers": quality.labeler_speed(judgments, skips),
+        }
+
+    def agreement(self, campaign_id: int) -> dict:
+        """Agreement (pairwise and Krippendorff's alpha), gold accuracy and position bias,
+        per campaign and per labeler. See ui.agreement for the definitions."""
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            judgments = self._judgment_rows(s, campaign_id)
+        return quality.campaign_quality(judgments, camp.mode)
+
+    def export(
+        self,
+        campaign_id: int,
+        path: str | Path,
+        format: str = "jsonl",
+        aggregation: str = "all",
+        min_gold_accuracy: float | None = None,
+        include_simulated: bool = True,
+        include_ties: bool = False,
+        include_gold: bool = False,
+        actor_id: int | None = None,
+    ) -> int:
+        """Write the campaign's labels as reward-stage rows; returns the number of rows.
+
+        See ui.export for the row format, the aggregation choices and how ties are written.
+        """
+        if aggregation not in ("all", "majority"):
+            raise UserError(f"aggregation must be 'all' or 'majority', got {aggregation!r}")
+        if format not in exporting.FORMATS:
+            raise UserError(f"export format must be one of {exporting.FORMATS}, got {format!r}")
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            judgments = self._judgment_rows(s, campaign_id)
+            item_ids = {r["item_id"] for r in judgments}
+            items = {it.id: it for it in s.scalars(select(m.Item).where(m.Item.id.in_(item_ids)))} if item_ids else {}
+            prompts = {p.id: p for p in s.scalars(select(m.Prompt).where(m.Prompt.id.in_({it.prompt_id for it in items.values()})))} if items else {}
+            cands = {c.id: c for c in s.scalars(select(m.Candidate).where(m.Candidate.prompt_id.in_(prompts)))} if prompts else {}
+        gold_acc = quality.campaign_quality(judgments, camp.mode)["labelers"]
+        keep = []
+        for r in judgments:
+            if not include_simulated and r["simulated"]:
+                continue
+            if min_gold_accuracy is not None:
+                acc = gold_acc.get(r["user"], {}).get("gold_accuracy")
+                if acc is not None and acc < min_gold_accuracy:
+                    continue
+            if r["is_gold"] and not include_gold:
+                continue
+            keep.append(r)
+        rows = exporting.build_rows(camp.name, camp.mode, keep, items, prompts, cands, aggregation, include_ties)
+        exporting.write_rows(rows, Path(path), format)
+        with self._write() as s, s.begin():
+            self._audit(s, actor_id, "export", campaign_id, path=str(path), format=format, aggregation=aggregation,
+                        rows=len(rows), min_gold_accuracy=min_gold_accuracy, include_simulated=include_simulated)
+        return len(rows)
+
+    def audit_log(self, campaign_id: int | None = None, limit: int = 200) -> list[dict]:
+        with self._read() as s:
+            q = select(m.AuditLog).order_by(m.AuditLog.id.desc()).limit(limit)
+            if campaign_id is not None:
+                q = q.where(m.AuditLog.campaign_id == campaign_id)
+            return [{"id": r.id, "at": r.at, "user_id": r.user_id, "action": r.action, "campaign_id": r.campaign_id,
+                     **json.loads(r.detail_json)} for r in s.scalars(q)]
+
+
+# -------------------------------------------------------------------- helpers
+
+
+def _sqlite_engines(url, busy_timeout_s: float) -> tuple[Engine, Engine]:
+    """A writer engine whose transactions start with BEGIN IMMEDIATE, and a reader engine with
+    plain (deferred) BEGIN; both on WAL. In-memory databases share one connection (tests only)."""
+    database = url.database
+    memory = database in (None, "", ":memory:")
+    if not memory:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    def make(begin: str) -> Engine:
+        kw: dict[str, Any] = {"connect_args": {"timeout": busy_timeout_s, "check_same_thread": False}}
+        if memory:
+            kw["poolclass"] = StaticPool
+        else:
+            kw.update(pool_size=8, max_overflow=64, pool_timeout=60)
+        engine = create_engine(url, **kw)
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see "begin" below)
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql(begin)
+
+        return engine
+
+    writer = make("BEGIN IMMEDIATE")
+    return (writer, writer) if memory else (writer, make("BEGIN"))
+
+
+def _info(u: m.User) -> UserInfo:
+    return UserInfo(id=u.id, name=u.name, role=u.role, simulated=bool(u.simulated), active=bool(u.active))
+
+
+def _campaign_dict(c: m.Campaign) -> dict:
+    return {"id": c.id, "name": c.name, "mode": c.mode, "overlap": c.overlap, "guidelines": c.guidelines,
+            "status": c.status, "assignment_ttl_s": c.assignment_ttl_s, "created_at": c.created_at}
+
+
+def _check_gold(row: dict, mode: str, i: int) -> None:
+    g, k = row["gold"], len(row["responses"])
+    if mode == "pairwise":
+        if k != 2:
+            raise UserError(f"gold row {i}: a pairwise gold item needs exactly 2 responses, got {k}")
+        if g not in (0, 1, "tie", "both_bad"):
+            raise UserError(f"gold row {i}: field 'gold': expected 0, 1, 'tie' or 'both_bad', got {g!r}")
+    else:
+        if not (isinstance(g, list) and g and all(isinstance(x, int) and 0 <= x < k for x in g) and len(set(g)) == len(g)):
+            raise UserError(f"gold row {i}: field 'gold': expected a list of distinct response indices, best first")
+
+
+def _gold_to_ids(g, ids: list[int]) -> dict:
+    if isinstance(g, list):
+        return {"ranking": [ids[x] for x in g]}
+    if g in ("tie", "both_bad"):
+        return {"label": g}
+    return {"winner": ids[g], "loser": ids[1 - g]}
+
+
+def _parse_ranking(ranking, k: int) -> list[int]:
+    if not ranking:
+        raise UserError("ranking must list at least one response, best first")
+    positions = []
+    for r in ranking:
+        if isinstance(r, str) and len(r.strip()) == 1 and r.strip().isalpha():
+            p = ord(r.strip().upper()) - ord("A")
+        elif isinstance(r, int) and not isinstance(r, bool):
+            p = r
+        else:
+            raise UserError(f"ranking entries must be letters (A, B, ...) or 0-based positions, got {r!r}")
+        if not 0 <= p < k:
+            raise UserError(f"ranking entry {r!r} is out of range for {k} responses")
+        positions.append(p)
+    if len(set(positions)) != len(positions):
+        raise UserError("ranking lists a response twice")
+    if len(positions) == k - 1:  # the last one is implied
+        positions += [p for p in range(k) if p not in positions]
+    return positions
