@@ -58,7 +58,7 @@ def _check_start(c: dict, response: str, _: list[dict]) -> bool:
     return bool(words) and words[0] == c["word"]
 
 
-_COMMA_LIST = re.compile(r"[A-Za-z0-9]+(\s*,\s*[A-Za-z0-9]+)+\W?")
+_COMMA_LIST = re.compile(r"[A-Za-z0-9]+(\s*,\s*[A-Za-z0-9]+)+[.!]?")
 
 
 def _check_format(c: dict, response: str, constraints: list[dict]) -> bool:
