@@ -1,8 +1,9 @@
 """Label quality: inter-annotator agreement, gold accuracy, position bias, labeler speed.
 
 Agreement is measured on *units* that several labelers answered, each answer a nominal label.
-- Pairwise campaigns: a unit is an item; the label is the winning candidate, "tie" or
-  "both_bad" (in candidate terms, so the random shown order does not matter).
+- Pairwise campaigns: a unit is an item; the label is "first" or "second" (the winning
+  candidate in the item's import order, so the random shown order does not matter), "tie"
+  or "both_bad".
 - Ranking campaigns: a unit is a pair of candidates of one item; the label says which of the
   two the labeler ranked higher (a ranked response beats an unranked one; two unranked give
   no label).
@@ -63,8 +64,11 @@ def krippendorff_alpha_nominal(units: dict[Hashable, dict[str, Hashable]]) -> fl
     return 1.0 - (n - 1) * disagree_observed / disagree_expected
 
 
-def _pair_label(j: dict):
-    return f"c{j['winner']}" if j["winner"] is not None else j["choice"]
+def _pair_label(j: dict) -> str:
+    """"first" / "second" (in the item's import order, not the shown order), "tie", "both_bad"."""
+    if j["winner"] is None:
+        return j["choice"]
+    return "first" if j["winner"] == j["candidates"][0] else "second"
 
 
 def _ranking_units(j: dict) -> dict[tuple, Hashable]:

@@ -13,9 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from alignment.data.rows import ROLES
 from alignment.errors import DataError, UserError
-
-ROLES = {"system", "user", "assistant", "tool"}
 
 
 def normalize_rows(rows: list[dict], source: str = "items") -> list[dict]:
@@ -109,13 +108,12 @@ def sample_candidates(
     model_cfg = ModelConfig(name_or_path=str(model_path))
     tokenizer = load_tokenizer(str(model_path), model_cfg)
     model = load_policy(str(model_path), model_cfg)
-    outputs = [
-        generate(model, tokenizer, prompts, max_new_tokens, temperature, seed + s, batch_size) for s in range(k)
-    ]
+    outputs = generate(model, tokenizer, prompts, max_new_tokens, temperature, seed, batch_size,
+                       num_return_sequences=k)
     policy = policy_name or Path(model_path).name
     return [
         {"prompt": p, "metadata": {},
-         "responses": [{"text": outputs[s][i], "policy": policy, "checkpoint": str(model_path), "metadata": {"seed": seed + s}}
-                       for s in range(k)]}
+         "responses": [{"text": text, "policy": policy, "checkpoint": str(model_path), "metadata": {"seed": seed}}
+                       for text in outputs[i]]}
         for i, p in enumerate(prompts)
     ]

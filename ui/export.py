@@ -26,7 +26,6 @@ that field.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -123,29 +122,18 @@ def _ranking_rows(base, extra, ids, js, cands, aggregation) -> list[dict]:
              "agreement": agreement, "votes": len(js), **extra, **sources}]
 
 
-def write_rows(rows: list[dict], path: Path, format: str) -> None:
-    """JSONL (written to a temporary file, then renamed), Parquet, or a `datasets` folder."""
+def write_rows(rows: list[dict], path: Path, format: str | None = None) -> None:
+    """Write with alignment.data.files.write_rows (atomic); the format follows the suffix
+    (.jsonl, .parquet, none: a `datasets` folder) and must agree with `format` if given."""
+    from alignment.data.files import write_rows as write
+
     if not rows:
         raise UserError("nothing to export: no judgments left after the filters")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if format == "jsonl":
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        return
+    suffix_format = {".jsonl": "jsonl", ".parquet": "parquet", "": "datasets"}.get(path.suffix)
+    if suffix_format is None or (format is not None and format != suffix_format):
+        raise UserError(f"export path {path}: use a .jsonl or .parquet file, or a folder name without a suffix "
+                        f"for a datasets folder{f' (asked for {format})' if format else ''}")
     try:
-        if format == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            pq.write_table(pa.Table.from_pylist(rows), path)
-        else:
-            from datasets import Dataset
-
-            Dataset.from_list(rows).save_to_disk(str(path))
+        write(rows, path)
     except (TypeError, ValueError) as err:  # pyarrow cannot type mixed columns (e.g. str and chat prompts)
-        raise UserError(f"cannot write {path} as {format}: {err}; export as jsonl instead") from err
+        raise UserError(f"cannot write {path} as {suffix_format}: {err}; export as .jsonl instead") from err

@@ -23,14 +23,16 @@ or `pairs_per_prompt` distinct pairs drawn at random (seeded by the campaign's s
 from __future__ import annotations
 
 import itertools
+import threading
 import json
 import random
 import secrets
 import time
 import uuid
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Iterator
 
 from sqlalchemy import and_, create_engine, event, exists, func, or_, select, true
 from sqlalchemy.engine import Engine, make_url
@@ -100,6 +102,7 @@ class LabelService:
         self.engine = engine
         self.reader = reader or engine
         self.clock = clock
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
 
     # ---------------------------------------------------------------- opening
 
@@ -129,8 +132,12 @@ class LabelService:
         if self.reader is not self.engine:
             self.reader.dispose()
 
-    def _write(self) -> Session:
-        return Session(self.engine, expire_on_commit=False)
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        """A write transaction. On SQLite, threads of this process queue on a lock first:
+        SQLite's busy handler polls with sleeps, a lock hands over at once."""
+        with self._write_lock, Session(self.engine, expire_on_commit=False) as s, s.begin():
+            yield s
 
     def _read(self) -> Session:
         return Session(self.reader, expire_on_commit=False)
@@ -151,7 +158,7 @@ class LabelService:
         if not simulated and not password:
             raise UserError(f"user {name!r}: a password is required (only simulated annotators have none)")
         pw = hash_password(password) if password else None
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             if s.scalar(select(m.User.id).where(m.User.name == name)) is not None:
                 raise UserError(f"user {name!r} already exists")
             user = m.User(name=name, password_hash=pw, role=role, simulated=simulated, created_at=self.clock(), active=True)
@@ -198,7 +205,7 @@ class LabelService:
             return [_info(u) for u in s.scalars(select(m.User).order_by(m.User.id))]
 
     def set_user_active(self, user_id: int, active: bool, actor_id: int | None = None) -> None:
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             user = s.get(m.User, user_id)
             if user is None:
                 raise UserError(f"no user with id {user_id}")
@@ -208,7 +215,7 @@ class LabelService:
     def set_password(self, user_id: int, password: str, actor_id: int | None = None) -> None:
         if not password:
             raise UserError("password must not be empty")
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             user = s.get(m.User, user_id)
             if user is None:
                 raise UserError(f"no user with id {user_id}")
@@ -255,7 +262,7 @@ class LabelService:
             raise UserError(f"campaign {name!r}: no items to label")
         rng = random.Random(seed)
         now = self.clock()
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             if s.scalar(select(m.Campaign.id).where(m.Campaign.name == name)) is not None:
                 raise UserError(f"campaign {name!r} already exists")
             camp = m.Campaign(name=name, mode=mode, overlap=int(overlap), guidelines=guidelines or "",
@@ -322,7 +329,7 @@ class LabelService:
     def set_campaign_status(self, campaign_id: int, status: str, actor_id: int | None = None) -> None:
         if status not in ("open", "closed"):
             raise UserError(f"campaign status must be 'open' or 'closed', got {status!r}")
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             c = s.get(m.Campaign, campaign_id)
             if c is None:
                 raise UserError(f"no campaign with id {campaign_id}")
@@ -343,7 +350,7 @@ class LabelService:
 
     def _next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
         now = self.clock()
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             user, camp = self._check_user_campaign(s, user_id, campaign_id)
             # 1. The labeler's own active assignments (reload, undo): most recent first.
             mine = s.scalars(
@@ -458,7 +465,7 @@ class LabelService:
 
     def _submit(self, assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token) -> int:
         now = self.clock()
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             if client_token:
                 prior = s.scalar(select(m.Judgment).where(m.Judgment.client_token == client_token))
                 if prior is not None:
@@ -505,7 +512,7 @@ class LabelService:
     def skip(self, assignment_id: int, user_id: int, reason: str = "") -> None:
         """Give an item back; it is never served to this labeler again (unless undone)."""
         now = self.clock()
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             a = s.scalar(select(m.Assignment).where(m.Assignment.id == assignment_id).with_for_update())
             if a is None or a.user_id != user_id:
                 raise UserError(f"assignment {assignment_id} is not assigned to this user")
@@ -521,7 +528,7 @@ class LabelService:
         reopened assignment (served again by next_assignment), or None if nothing to undo.
         Repeated calls walk further back. The judgment is kept, marked retracted."""
         now = self.clock()
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             _, camp = self._check_user_campaign(s, user_id, campaign_id)
             a = s.scalar(
                 select(m.Assignment)
@@ -639,7 +646,7 @@ class LabelService:
         self,
         campaign_id: int,
         path: str | Path,
-        format: str = "jsonl",
+        format: str | None = None,
         aggregation: str = "all",
         min_gold_accuracy: float | None = None,
         include_simulated: bool = True,
@@ -649,11 +656,16 @@ class LabelService:
     ) -> int:
         """Write the campaign's labels as reward-stage rows; returns the number of rows.
 
+        The format follows the path (.jsonl, .parquet, or a folder name without suffix for a
+        `datasets` folder); `format`, if given, must agree. `min_gold_accuracy` drops every
+        judgment of labelers whose gold accuracy is below it (labelers without gold answers
+        are kept). Gold items themselves are exported only with include_gold.
+
         See ui.export for the row format, the aggregation choices and how ties are written.
         """
         if aggregation not in ("all", "majority"):
             raise UserError(f"aggregation must be 'all' or 'majority', got {aggregation!r}")
-        if format not in exporting.FORMATS:
+        if format is not None and format not in exporting.FORMATS:
             raise UserError(f"export format must be one of {exporting.FORMATS}, got {format!r}")
         with self._read() as s:
             camp = s.get(m.Campaign, campaign_id)
@@ -678,7 +690,7 @@ class LabelService:
             keep.append(r)
         rows = exporting.build_rows(camp.name, camp.mode, keep, items, prompts, cands, aggregation, include_ties)
         exporting.write_rows(rows, Path(path), format)
-        with self._write() as s, s.begin():
+        with self._tx() as s:
             self._audit(s, actor_id, "export", campaign_id, path=str(path), format=format, aggregation=aggregation,
                         rows=len(rows), min_gold_accuracy=min_gold_accuracy, include_simulated=include_simulated)
         return len(rows)
@@ -779,4 +791,6 @@ def _parse_ranking(ranking, k: int) -> list[int]:
         raise UserError("ranking lists a response twice")
     if len(positions) == k - 1:  # the last one is implied
         positions += [p for p in range(k) if p not in positions]
+    if len(positions) < 2:
+        raise UserError("rank at least two responses (best first); the rest may stay unranked")
     return positions
