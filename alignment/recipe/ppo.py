@@ -1,4 +1,9 @@
-"""PPO hyper-parameters. Names follow the papers (Ziegler et al. 2019, Ouyang et al. 2022)."""
+"""PPO hyper-parameters. Names follow the papers (Ziegler et al. 2019, Ouyang et al. 2022).
+
+Batch sizes are global (summed over processes), so a run under `accelerate launch` with N
+processes does the same work per iteration as a single process, split N ways. The defaults
+are sized for the offline quickstart (tiny Llama, 2 CPU cores, about 5 minutes).
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,37 @@ from alignment.recipe.sft import LoraConfig
 
 @dataclass
 class PPOConfig(Section):
+    # --- what is optimised, against what
+    policy: Optional[str] = option(None, help="Actor and reference checkpoint (default: the run's sft/ folder).")
+    reward_model: Optional[str] = option(None, help="Reward checkpoint (default: the run's reward/ folder).")
+    reward: Literal["model", "random"] = option(
+        "model", help="'model' scores with the reward model; 'random' is an ablation (seeded N(0,1) per "
+        "response) that tells how much of a gold gain comes from side channels such as the EOS penalty."
+    )
+    critic_init: Literal["reward", "policy"] = option(
+        "reward", help="Initialise the critic from the reward model (needs the same tokenizer) or from the policy."
+    )
+    prompts: str = option("suite:prompts", help="Prompts to roll out (file or suite:<split>).")
+    max_prompt_length: int = option(96, help="Prompts longer than this (in tokens, after the chat template) are skipped.")
+    # --- sizes
     total_episodes: int = option(4096, help="Prompts rolled out over the whole run.")
-    rollout_batch_size: int = option(64, help="Prompts per rollout (one PPO iteration).")
-    mini_batch_size: int = option(16, help="Episodes per optimiser step.")
+    rollout_batch_size: int = option(64, help="Prompts per rollout (one PPO iteration), over all processes.")
+    mini_batch_size: int = option(16, help="Episodes per optimiser step, over all processes.")
     gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
     ppo_epochs: int = option(4, help="Passes over each rollout.")
     learning_rate: float = option(3e-4, help="Actor learning rate.")
     critic_learning_rate: Optional[float] = option(None, help="Critic learning rate (default: actor's).")
+    # --- sampling
     temperature: float = option(1.0, help="Sampling temperature; logprobs are recomputed with it.")
     top_k: int = option(0, help="Top-k sampling (0: off).")
     top_p: float = option(1.0, help="Nucleus sampling (1.0: off).")
     max_new_tokens: int = option(32, help="Response length budget.")
-    missing_eos_penalty: Optional[float] = option(-1.0, help="Score given to responses without EOS (None: no penalty).")
+    # --- score
+    missing_eos_penalty: Optional[float] = option(
+        -1.0, help="Score that replaces the reward model's for a response without EOS (None: no penalty)."
+    )
     reward_clip: float = option(5.0, help="Clip normalised scores to [-c, c].")
+    # --- KL control
     kl_coef: float = option(0.05, help="Initial beta.")
     kl_estimator: Literal["k1", "k2", "k3"] = option("k1", help="KL estimator (Schulman's note).")
     kl_in: Literal["reward", "loss"] = option("reward", help="Apply the KL penalty in the reward or as a loss term.")
@@ -31,19 +54,23 @@ class PPOConfig(Section):
     target_kl: float = option(6.0, help="Target KL per sequence for the adaptive controller.")
     kl_horizon: int = option(10000, help="Horizon of the adaptive controller, in episodes.")
     kl_stop: Optional[float] = option(100.0, help="Stop with a warning when sequence KL exceeds this.")
+    # --- learning
     gamma: float = option(1.0, help="Discount.")
     lam: float = option(0.95, help="GAE lambda.")
     cliprange: float = option(0.2, help="Policy ratio clip.")
     cliprange_value: float = option(0.2, help="Value clip.")
     vf_coef: float = option(0.1, help="Value-loss coefficient.")
     entropy_coef: float = option(0.0, help="Entropy bonus coefficient.")
-    ptx_coef: float = option(0.0, help="PPO-ptx: weight of an SFT loss mix-in.")
+    ptx_coef: float = option(0.0, help="PPO-ptx: weight of an SFT loss mix-in (on data.sources).")
     whiten_advantages: bool = option(True, help="Whiten advantages over valid tokens.")
     critic_warmup_steps: int = option(0, help="Critic-only iterations before the actor moves.")
     max_grad_norm: float = option(1.0, help="Gradient clipping.")
     lora: LoraConfig = option(LoraConfig(), help="LoRA actor; the reference is the adapter switched off.")
     gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
+    # --- bookkeeping
     save_every: int = option(10, help="Checkpoint every N iterations.")
     sample_every: int = option(10, help="Log a table of sample completions every N iterations.")
-    eval_every: int = option(20, help="Gold evaluation on held-out prompts every N iterations.")
-    report_to: list[str] = option(["tensorboard"], help="Loggers.")
+    eval_every: int = option(20, help="Gold evaluation on held-out prompts every N iterations (0: start and end only).")
+    eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the gold evaluation.")
+    eval_max_prompts: int = option(200, help="Held-out prompts scored per evaluation.")
+    report_to: list[str] = option(["tensorboard"], help="Loggers: tensorboard or none (metrics.jsonl is always written).")

@@ -233,3 +233,26 @@ def test_truncation_of_zero_length_responses():
 def test_position_ids_from_left_padded_mask():
     mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     assert position_ids_from_mask(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
+
+
+# ---------------------------------------------------------------- score and KL-shaped rewards
+def test_final_scores_clip_then_missing_eos_penalty():
+    from alignment.ppo.rewards import final_scores
+
+    scores = torch.tensor([7.0, -0.5, 2.0, -9.0])
+    has_eos = torch.tensor([True, True, False, True])
+    out = final_scores(scores, has_eos, clip=5.0, missing_eos_penalty=-1.0)
+    assert out.tolist() == [5.0, -0.5, -1.0, -5.0]
+    assert final_scores(scores, has_eos, clip=None, missing_eos_penalty=None).tolist() == scores.tolist()
+
+
+def test_kl_shaped_rewards_hand_computed():
+    from alignment.ppo.rewards import kl_shaped_rewards
+
+    # beta 0.5; row 0 has 3 valid tokens, row 1 has 1, row 2 none
+    kl = torch.tensor([[0.2, -0.4, 1.0, 9.0], [2.0, 9.0, 9.0, 9.0], [9.0, 9.0, 9.0, 9.0]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
+    rewards, non_score = kl_shaped_rewards(torch.tensor([1.0, 3.0, 5.0]), kl, mask, beta=0.5)
+    torch.testing.assert_close(non_score, torch.tensor([[-0.1, 0.2, -0.5, 0], [-1.0, 0, 0, 0], [0.0, 0, 0, 0]]))
+    # the score lands on the last valid token; the empty row gets nothing
+    torch.testing.assert_close(rewards, torch.tensor([[-0.1, 0.2, 0.5, 0], [2.0, 0, 0, 0], [0.0, 0, 0, 0]]))

@@ -1,0 +1,35 @@
+"""`rlhf ppo <recipe> [key=value ...]`: PPO against the reward model with KL control."""
+
+from __future__ import annotations
+
+import argparse
+
+from alignment.commands.common import add_recipe_arguments, load_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "PPO (actor-critic) from the SFT checkpoint against the reward model, with a KL penalty to the "
+        "frozen SFT reference (fixed or adaptive beta). Writes the policy (save_pretrained), critic/, "
+        "metrics.jsonl, TensorBoard logs and metrics.json to <output_dir>/ppo/. A killed run resumes from "
+        "its last checkpoint. Several processes: accelerate launch --config_file configs/accelerate/ddp.yaml "
+        "-m alignment.cli ppo <recipe>."
+    )
+    add_recipe_arguments(parser)
+    parser.add_argument("--force", action="store_true", help="Retrain even if the stage is complete.")
+
+
+def main(args: argparse.Namespace) -> int:
+    from alignment.ppo.trainer import train_ppo
+    from alignment.run_dir import RunDir, ensure_offline_world
+
+    recipe = load_from_args(args)
+    ensure_offline_world(recipe)
+    RunDir(recipe).save_recipe()
+    summary = train_ppo(recipe, force=args.force)
+    gold = summary.get("eval/gold")
+    if gold is not None:
+        ci = summary.get("gold_gain_ci95")
+        gain = f", gain {summary['gold_gain']:+.3f} (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci else ""
+        print(f"ppo: held-out gold {gold:.3f}{gain}, KL {summary.get('eval/kl_k1', float('nan')):.2f}")
+    return 0

@@ -1,0 +1,71 @@
+"""Where training metrics go: `metrics.jsonl` always, TensorBoard when asked for.
+
+One line per logged step, `{"step": ..., name: value, ...}`. The core names are shared by
+PPO, DPO, GRPO and RLOO so that the evaluation and the plots compare methods directly:
+
+    objective/score        mean score of the episodes (after normalisation, clip, EOS penalty)
+    objective/kl           KL(policy || reference) per sequence, k1 estimator
+    objective/kl_k3        the same with the k3 estimator
+    eval/gold              mean gold score of greedy responses on held-out prompts
+    eval/kl_k1, eval/kl_k3 KL per sequence on held-out prompts (sampled)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLogger:
+    """Appends metrics to `<folder>/metrics.jsonl` and, if enabled, to TensorBoard in `<folder>/tensorboard/`.
+
+    Only the main process logs (`enabled=False` elsewhere), so a multi-process run writes
+    one file. Appending keeps a resumed run's earlier lines.
+    """
+
+    def __init__(self, folder: str | Path, report_to: list[str] | tuple[str, ...] = ("tensorboard",), enabled: bool = True):
+        self.folder = Path(folder)
+        self.enabled = enabled
+        self.writer = None
+        if enabled and "tensorboard" in report_to:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.folder / "tensorboard"))
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (float(v) if hasattr(v, "__float__") and not isinstance(v, (int, bool)) else v) for k, v in metrics.items()}
+        with open(self.folder / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, **clean}, default=str) + "\n")
+        if self.writer is not None:
+            for name, value in clean.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                    self.writer.add_scalar(name, value, step)
+
+    def table(self, step: int, name: str, rows: list[dict]) -> None:
+        """A table of rows (e.g. sample completions): `<name>.jsonl` lines and a TensorBoard text table."""
+        if not self.enabled or not rows:
+            return
+        with open(self.folder / f"{name}.jsonl", "a", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps({"step": step, **row}, ensure_ascii=False, default=str) + "\n")
+        if self.writer is not None:
+            cols = list(rows[0])
+            cell = lambda v: (f"{v:.3f}" if isinstance(v, float) else str(v)).replace("|", "\\|").replace("\n", " ")
+            lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            lines += ["| " + " | ".join(cell(row[c]) for c in cols) + " |" for row in rows]
+            self.writer.add_text(name, "\n".join(lines), step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

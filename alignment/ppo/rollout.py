@@ -1,0 +1,154 @@
+"""From prompts to scored episodes: the data PPO learns from.
+
+    prompts -> chat template -> left-padded ids -> sample a response at temperature T
+            -> truncate after the first EOS -> logprobs of the sampled tokens under the actor
+               (recomputed with the same T) and the reference -> per-token values -> score
+
+Left padding keeps every prompt's last token in the same column, so that generation appends
+to all rows at once with the KV cache; position ids are built from the attention mask so the
+padding is invisible to the model. Logprobs are recomputed in a separate forward pass rather
+than taken from generation, because that is the exact computation the PPO update repeats:
+the ratio on the first minibatch is then 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from alignment.generation import chat_prompts
+from alignment.ppo.losses import entropy_from_logits, logprobs_of
+from alignment.ppo.masks import position_ids_from_mask
+
+RewardFunction = Callable[[Sequence, Sequence[str]], torch.Tensor]
+"""(prompts, response texts) -> scores [N] on CPU; the reward model, or a stand-in in tests."""
+
+
+@dataclass
+class Episodes:
+    """One rollout batch. Per-token tensors are [batch, response_len], masked after the first EOS."""
+
+    query_ids: torch.Tensor
+    query_mask: torch.Tensor
+    response_ids: torch.Tensor
+    response_mask: torch.Tensor
+    has_eos: torch.Tensor
+    logprobs: torch.Tensor
+    ref_logprobs: torch.Tensor
+    values: torch.Tensor
+    scores: torch.Tensor
+    """Raw scores from the reward function, before normalisation clip and EOS penalty."""
+
+    def select(self, index: torch.Tensor) -> "Episodes":
+        """The episodes at `index` (a minibatch), every tensor sliced alike."""
+        return Episodes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+
+def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
+    """Token ids of each prompt rendered with the chat template, ready for the assistant's turn."""
+    return tokenizer(chat_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"]
+
+
+def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        if s:
+            ids[i, width - len(s) :] = torch.as_tensor(s, dtype=torch.long)
+            mask[i, width - len(s) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+@torch.no_grad()
+def sample_responses(
+    model,
+    query_ids: torch.Tensor,
+    query_mask: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    eos_token_id: int | list[int],
+    pad_token_id: int,
+    top_k: int = 0,
+    top_p: float = 1.0,
+) -> torch.Tensor:
+    """Sampled response ids [B, <= max_new_tokens] (generation with the KV cache).
+
+    top-k and top-p are off unless asked for: they make the sampling distribution differ from
+    softmax(logits / T), and the PPO ratio would then be computed against the wrong policy.
+    """
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=True,
+        temperature=temperature,
+        top_k=top_k or 0,
+        top_p=top_p,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        use_cache=True,
+    )
+    out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
+    return out[:, query_ids.shape[1] :]
+
+
+def policy_forward(
+    model,
+    query_ids: torch.Tensor,
+    query_mask: torch.Tensor,
+    response_ids: torch.Tensor,
+    response_mask: torch.Tensor,
+    temperature: float,
+    with_entropy: bool = False,
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Logprobs [B, R] of the response tokens at temperature T (and per-token entropy).
+
+    Only the logits of the last R+1 positions are computed (`logits_to_keep`): the prompt's
+    own next-token predictions are never needed, and the LM head is the widest matmul.
+    """
+    ids = torch.cat([query_ids, response_ids], dim=1)
+    mask = torch.cat([query_mask, response_mask], dim=1)
+    R = response_ids.shape[1]
+    logits = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=position_ids_from_mask(mask),
+        logits_to_keep=R + 1,
+        use_cache=False,
+    ).logits[:, :-1].float()
+    logprobs = logprobs_of(logits, response_ids, temperature)
+    entropy = entropy_from_logits(logits / temperature) if with_entropy else None
+    return logprobs, entropy
+
+
+def value_forward(critic, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
+    """V [B, R]: the value of the state just before each response token is chosen."""
+    ids = torch.cat([query_ids, response_ids], dim=1)
+    mask = torch.cat([query_mask, response_mask], dim=1)
+    P = query_ids.shape[1]
+    return critic(ids, mask)[:, P - 1 : -1]
+
+
+def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
+    """Response texts without EOS or padding (what the reward model and the gold checker read)."""
+    lengths = response_mask.sum(dim=1).tolist()
+    rows = [ids[:n] for ids, n in zip(response_ids.tolist(), lengths)]
+    return [t.strip() for t in tokenizer.batch_decode(rows, skip_special_tokens=True)]
+
+
+def eos_ids(tokenizer, model=None) -> list[int]:
+    """Every token id that ends a response: the tokenizer's EOS and the generation config's."""
+    ids = {tokenizer.eos_token_id}
+    gen = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(gen if isinstance(gen, list) else [gen])
+    return sorted(i for i in ids if i is not None)
+
+
+@torch.no_grad()
+def forward_in_chunks(fn, n: int, chunk: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """fn over row chunks of `tensors`, concatenated: bounds memory for big rollouts."""
+    return torch.cat([fn(*(t[i : i + chunk] for t in tensors)) for i in range(0, n, chunk)], dim=0)
+

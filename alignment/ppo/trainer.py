@@ -1,0 +1,435 @@
+"""PPO with KL control against a frozen reference (Ziegler et al. 2019; Ouyang et al. 2022).
+
+The loop reads top to bottom in the order of the algorithm, like cleanrl's ppo.py:
+
+    for each iteration:
+        1. rollout     sample responses to a batch of prompts; logprobs, reference logprobs, values
+        2. score       reward model -> normalise -> clip -> missing-EOS penalty
+        3. shape       per-token reward -beta*KL, plus the score on the last token
+        4. GAE         advantages and returns; whiten advantages over valid tokens
+        5. learn       epochs over minibatches: clipped surrogate + clipped value loss
+        6. bookkeeping adapt beta, log, guard against NaN and KL blow-up, checkpoint, evaluate
+
+Everything runs under accelerate: one CPU process by default, several processes (DDP) with
+`accelerate launch`. Batch sizes in the recipe are global and split over processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from alignment.data.files import read_rows
+from alignment.errors import UserError
+from alignment.models import load_tokenizer, save_model
+from alignment.ppo import checkpoint as ckpt
+from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
+from alignment.ppo.gae import compute_gae
+from alignment.ppo.held_out import evaluate_policy, paired_bootstrap_ci
+from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
+from alignment.ppo.losses import policy_loss, value_loss
+from alignment.ppo.masks import masked_mean, masked_sum, masked_whiten, truncate_after_eos
+from alignment.ppo.metrics_log import MetricsLogger
+from alignment.ppo.rewards import final_scores, kl_shaped_rewards
+from alignment.ppo.rollout import (
+    Episodes,
+    RewardFunction,
+    decode_responses,
+    encode_prompts,
+    eos_ids,
+    forward_in_chunks,
+    left_pad,
+    policy_forward,
+    sample_responses,
+    value_forward,
+)
+from alignment.recipe import Recipe
+from alignment.run_dir import RunDir, resolve_data_path
+
+STAGE = "ppo"
+
+
+class TrainingStopped(UserError):
+    """A guard stopped the run (non-finite value, KL blow-up); the last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+def _check_sizes(recipe: Recipe, world: int) -> tuple[int, int, int]:
+    """Per-process (rollout, minibatch, micro-batch) sizes, or an error naming the key."""
+    cfg = recipe.ppo
+    for key, value in (("rollout_batch_size", cfg.rollout_batch_size), ("mini_batch_size", cfg.mini_batch_size)):
+        if value % world:
+            raise UserError(f"ppo.{key}={value} must be divisible by the {world} processes")
+    if cfg.rollout_batch_size % cfg.mini_batch_size:
+        raise UserError(f"ppo.rollout_batch_size={cfg.rollout_batch_size} must be a multiple of ppo.mini_batch_size={cfg.mini_batch_size}")
+    mini = cfg.mini_batch_size // world
+    if mini % cfg.gradient_accumulation_steps:
+        raise UserError(
+            f"ppo.mini_batch_size per process ({mini}) must be divisible by ppo.gradient_accumulation_steps="
+            f"{cfg.gradient_accumulation_steps}"
+        )
+    if cfg.max_new_tokens < 1:
+        raise UserError(f"ppo.max_new_tokens={cfg.max_new_tokens}: responses need at least one token")
+    return cfg.rollout_batch_size // world, mini, mini // cfg.gradient_accumulation_steps
+
+
+def _load_prompts(recipe: Recipe, tokenizer) -> tuple[list, list[list[int]]]:
+    """Training prompts and their chat-templated ids; prompts over max_prompt_length are dropped."""
+    path = resolve_data_path(recipe, recipe.ppo.prompts)
+    rows = read_rows(path)
+    for i, row in enumerate(rows):
+        if "prompt" not in row:
+            raise UserError(f"{path}: row {i + 1}: field 'prompt': missing (PPO rolls out prompts)")
+    prompts = [row["prompt"] for row in rows]
+    encoded = encode_prompts(tokenizer, prompts)
+    keep = [i for i, ids in enumerate(encoded) if len(ids) <= recipe.ppo.max_prompt_length]
+    if not keep:
+        raise UserError(f"{path}: every prompt is longer than ppo.max_prompt_length={recipe.ppo.max_prompt_length} tokens")
+    if len(keep) < len(rows):
+        print(f"ppo: {len(rows) - len(keep)} of {len(rows)} prompts are longer than ppo.max_prompt_length; skipped")
+    return [prompts[i] for i in keep], [encoded[i] for i in keep]
+
+
+def _prompt_indices(n_prompts: int, iteration: int, batch: int, rank: int, local: int, seed: int) -> list[int]:
+    """This process's prompts for `iteration`: a seeded reshuffle per pass over the data.
+
+    A pure function of the iteration, so a resumed run sees exactly the prompts the killed
+    one would have seen.
+    """
+    perms: dict[int, list[int]] = {}
+    out = []
+    for k in range(iteration * batch + rank * local, iteration * batch + (rank + 1) * local):
+        epoch, pos = divmod(k, n_prompts)
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n_prompts, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)).tolist()
+        out.append(perms[epoch][pos])
+    return out
+
+
+def random_reward(prompts: Sequence, responses: Sequence[str], seed: int = 0) -> torch.Tensor:
+    """Ablation reward: a fixed N(0,1) draw per (prompt, response) text, unrelated to quality."""
+    import hashlib
+
+    out = []
+    for p, r in zip(prompts, responses):
+        digest = hashlib.sha256(f"{seed}|{p}|{r}".encode()).digest()
+        g = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
+        out.append(float(torch.randn((), generator=g)))
+    return torch.tensor(out)
+
+
+def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
+    if recipe.ppo.reward == "random":
+        return lambda prompts, responses: random_reward(prompts, responses, recipe.seed)
+    from reward.scoring import RewardScorer
+
+    scorer = RewardScorer.from_pretrained(reward_path, device=device, dtype=recipe.model.dtype)
+    return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
+
+
+def _all_finite(accelerator, named: dict[str, torch.Tensor]) -> Optional[str]:
+    """Name of the first non-finite tensor on any process (a collective call), or None."""
+    bad = torch.tensor([0.0 if torch.isfinite(t).all() else 1.0 for t in named.values()], device=accelerator.device)
+    bad = accelerator.reduce(bad, "sum") if accelerator.num_processes > 1 else bad
+    for name, flag in zip(named, bad.tolist()):
+        if flag:
+            return name
+    return None
+
+
+# ----------------------------------------------------------------------------- the loop
+def train_ppo(
+    recipe: Recipe,
+    reward_fn: Optional[RewardFunction] = None,
+    force: bool = False,
+    max_iterations: Optional[int] = None,
+    accelerator=None,
+) -> dict:
+    """Run (or resume) PPO; returns the final metrics. `max_iterations` stops early, as a kill would."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from trl.models.utils import unwrap_model_for_generation
+
+    cfg = recipe.ppo
+    run = RunDir(recipe)
+    out = run.stage_dir(STAGE)
+    if run.is_done(STAGE) and not force:
+        print(f"ppo: {out} is complete; skipping (use --force to retrain)")
+        return run.read_metrics(STAGE)
+    if force and run.is_done(STAGE):
+        run.clear(STAGE)
+        out = run.stage_dir(STAGE)
+    accelerator = accelerator or Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+    world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
+    local_batch, local_mini, micro = _check_sizes(recipe, world)
+    set_seed(recipe.seed, device_specific=True)  # each process samples differently
+
+    # --- models: actor (+LoRA), frozen reference (or the adapter switched off), critic, reward
+    policy_path = cfg.policy or str(run.stage_dir("sft", create=False))
+    reward_path = cfg.reward_model or str(run.stage_dir("reward", create=False))
+    tokenizer = load_tokenizer(policy_path, recipe.model, padding_side="left")
+    actor = load_actor(policy_path, recipe.model, cfg, device)
+    reference = load_reference(policy_path, recipe.model, cfg, device)
+    if cfg.critic_init == "reward":
+        if not Path(reward_path, "config.json").is_file():
+            raise UserError(f"ppo.critic_init=reward, but no reward model at {reward_path} (train it, or set ppo.critic_init=policy)")
+        check_critic_tokenizer(reward_path, tokenizer)
+    critic = load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
+    if reward_fn is None:
+        if cfg.reward == "model" and not Path(reward_path, "config.json").is_file():
+            raise UserError(f"no reward model at {reward_path}: run `rlhf reward` first or set ppo.reward_model")
+        reward_fn = make_reward_fn(recipe, reward_path, device)
+    eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
+    prompts, encoded = _load_prompts(recipe, tokenizer)
+    eval_rows = _load_eval_rows(recipe)
+
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in actor.parameters() if p.requires_grad], "lr": cfg.learning_rate},
+            {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate},
+        ],
+        eps=1e-5,  # cleanrl's Adam epsilon for PPO
+    )
+    actor, critic, optimizer = accelerator.prepare(actor, critic, optimizer)
+    kl_ctl = (
+        AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
+    )
+    state = ckpt.LoopState()
+    accelerator.register_for_checkpointing(kl_ctl, state)
+    resume_from = ckpt.latest_checkpoint(out)
+    if resume_from is not None:
+        accelerator.load_state(str(resume_from))
+        accelerator.print(f"ppo: resuming from {resume_from} (iteration {state.iteration}, beta {kl_ctl.value:.4g})")
+    logger = MetricsLogger(out, cfg.report_to, enabled=accelerator.is_main_process)
+    n_iterations = max(cfg.total_episodes // cfg.rollout_batch_size, 1)
+    unwrapped = accelerator.unwrap_model(actor)
+    reference_ctx = lambda: reference_mode(unwrapped, reference)
+
+    def evaluate(tag: int) -> dict:
+        """Gold and KL on held-out prompts (main process); all processes wait for it."""
+        result: dict = {}
+        if eval_rows and accelerator.is_main_process:
+            metrics, details = evaluate_policy(
+                unwrapped, reference_ctx, tokenizer, eval_rows, cfg.max_new_tokens, cfg.temperature,
+                reward_fn=reward_fn, seed=recipe.seed,
+            )
+            result = {f"eval/{k}": v for k, v in metrics.items()}
+            result["_gold"] = details["gold"]
+            logger.log(tag, {k: v for k, v in result.items() if not k.startswith("_")})
+        accelerator.wait_for_everyone()
+        return result
+
+    baseline = _read_baseline(out) if resume_from is not None else None
+    if baseline is None:
+        baseline = evaluate(state.iteration)
+        if accelerator.is_main_process and baseline:
+            ckpt.write_json_atomic(out / "baseline_eval.json", baseline)
+    stop_at = n_iterations if max_iterations is None else min(n_iterations, state.iteration + max_iterations)
+    bar = tqdm(range(state.iteration, stop_at), desc="ppo", unit="iter", disable=not accelerator.is_local_main_process,
+               initial=state.iteration, total=n_iterations)
+    last = None
+    for iteration in bar:
+        t_start = time.perf_counter()
+
+        # ---- 1. rollout: sample, truncate after the first EOS, score the tokens under each model
+        index = _prompt_indices(len(prompts), iteration, cfg.rollout_batch_size, rank, local_batch, recipe.seed)
+        batch_prompts = [prompts[i] for i in index]
+        query_ids, query_mask = left_pad([encoded[i] for i in index], pad, device)
+        actor.eval()  # dropout is off anyway; eval() also turns off gradient checkpointing's checks
+        with torch.no_grad():
+            with unwrap_model_for_generation(actor, accelerator) as gen_model:
+                raw = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens, cfg.temperature, eos, pad,
+                                       cfg.top_k, cfg.top_p)
+            response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
+            tensors = (query_ids, query_mask, response_ids, response_mask)
+            logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, local_mini, *tensors)
+            with reference_ctx() as ref_model:
+                ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, local_mini, *tensors)
+            values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, local_mini, *tensors)
+        texts = decode_responses(tokenizer, response_ids, response_mask)
+
+        # ---- 2. score: normalised reward-model score, clipped, missing-EOS penalty
+        raw_scores = reward_fn(batch_prompts, texts).to(device).float()
+        scores = final_scores(raw_scores, has_eos, cfg.reward_clip, cfg.missing_eos_penalty)
+        mask = response_mask.float()
+        episodes = Episodes(query_ids, query_mask, response_ids, response_mask, has_eos, logprobs, ref_logprobs,
+                            values * mask, scores)
+        t_rollout = time.perf_counter() - t_start
+
+        # ---- 3. KL-shaped rewards: -beta * KL per token (unless KL is a loss term), score on the last token
+        beta = kl_ctl.value
+        kl_tokens = kl_estimate(logprobs, ref_logprobs, cfg.kl_estimator) * mask
+        kl_in_reward = kl_tokens if cfg.kl_in == "reward" else torch.zeros_like(kl_tokens)
+        rewards, non_score = kl_shaped_rewards(scores, kl_in_reward, mask, beta)
+
+        # ---- 4. GAE; advantages whitened over valid tokens only
+        advantages, returns = compute_gae(rewards, episodes.values, mask, cfg.gamma, cfg.lam)
+        if cfg.whiten_advantages:
+            advantages = masked_whiten(advantages, mask)
+        bad = _all_finite(accelerator, {"score": scores, "logprobs": logprobs, "ref_logprobs": ref_logprobs,
+                                        "values": values, "advantages": advantages})
+        if bad:
+            _stop(f"{bad} is not finite", iteration, out)
+
+        # ---- 5. learn: epochs over shuffled minibatches, gradient accumulation over micro-batches
+        t_learn = time.perf_counter()
+        actor.train()
+        critic.train()
+        train_actor = iteration >= cfg.critic_warmup_steps
+        stats: dict[str, list[float]] = {}
+        first_minibatch: dict[str, float] = {}
+        for epoch in range(cfg.ppo_epochs):
+            order = torch.randperm(local_batch, device=device)
+            for mb_start in range(0, local_batch, local_mini):
+                for mc_start in range(mb_start, mb_start + local_mini, micro):
+                    idx = order[mc_start : mc_start + micro]
+                    mb = episodes.select(idx)
+                    mb_mask, mb_adv, mb_ret = mask[idx], advantages[idx], returns[idx]
+                    with accelerator.accumulate(actor, critic):
+                        new_values = value_forward(critic, mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
+                        vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
+                        loss = cfg.vf_coef * vf_loss
+                        if train_actor:
+                            new_logprobs, entropy = policy_forward(actor, mb.query_ids, mb.query_mask, mb.response_ids,
+                                                                   mb.response_mask, cfg.temperature, with_entropy=True)
+                            pg_loss, pg_stats = policy_loss(new_logprobs, mb.logprobs, mb_adv, mb_mask, cfg.cliprange)
+                            mean_entropy = masked_mean(entropy, mb_mask)
+                            loss = loss + pg_loss - cfg.entropy_coef * mean_entropy
+                            if cfg.kl_in == "loss":
+                                loss = loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
+                            _append(stats, {"loss/policy": pg_loss, "policy/clipfrac": pg_stats["clipfrac"],
+                                            "policy/approx_kl": pg_stats["approx_kl"], "policy/ratio": pg_stats["ratio"],
+                                            "policy/entropy": mean_entropy})
+                            if epoch == 0 and mc_start == 0:  # the PPO invariant: nothing has moved yet
+                                first_minibatch = {"policy/first_ratio": float(pg_stats["ratio"]),
+                                                   "policy/first_approx_kl": float(pg_stats["approx_kl"])}
+                        _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"], "loss/total": loss})
+                        bad = _all_finite(accelerator, {"loss": loss.detach()})
+                        if bad:
+                            _stop(f"the {'policy' if train_actor else 'value'} loss is not finite (epoch {epoch})", iteration, out)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            accelerator.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
+                            accelerator.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+        t_learn = time.perf_counter() - t_learn
+
+        # ---- 6. bookkeeping: adapt beta, log, guard, checkpoint, evaluate
+        seq_kl = masked_sum(kl_estimate(logprobs, ref_logprobs, "k1"), mask, dim=1)
+        seq_kl3 = masked_sum(kl_estimate(logprobs, ref_logprobs, "k3"), mask, dim=1)
+        n_tokens = mask.sum()
+        episode_stats = {
+            "objective/score": scores.mean(),
+            "objective/raw_score": raw_scores.mean(),
+            "objective/non_score_reward": non_score.sum(dim=1).mean(),
+            "objective/rlhf_reward": (scores + non_score.sum(dim=1)).mean(),
+            "objective/kl": seq_kl.mean(),
+            "objective/kl_k3": seq_kl3.mean(),
+            "response/length": mask.sum(dim=1).mean(),
+            "response/eos_rate": has_eos.float().mean(),
+            "speed/rollout_tokens_per_s": n_tokens / max(t_rollout, 1e-9),
+            "speed/train_tokens_per_s": n_tokens * cfg.ppo_epochs / max(t_learn, 1e-9),
+        }
+        for name, values_ in stats.items():
+            episode_stats[name] = torch.stack(values_).mean()
+        names = list(episode_stats)
+        reduced = torch.stack([torch.as_tensor(episode_stats[n], dtype=torch.float32, device=device) for n in names])
+        if world > 1:
+            reduced = accelerator.reduce(reduced, "mean")
+        metrics = dict(zip(names, reduced.tolist()))
+        metrics["speed/rollout_tokens_per_s"] *= world  # tokens over all processes per second
+        metrics["speed/train_tokens_per_s"] *= world
+        kl_ctl.update(metrics["objective/kl"], cfg.rollout_batch_size)
+        state.iteration = iteration + 1
+        state.episodes += cfg.rollout_batch_size
+        elapsed = time.perf_counter() - t_start
+        state.wall_s += elapsed
+        metrics.update(first_minibatch)
+        metrics.update({"objective/beta": beta, "episode": state.episodes, "iteration": state.iteration,
+                        "time/iteration_s": elapsed, "speed/episodes_per_s": cfg.rollout_batch_size / elapsed})
+        logger.log(state.iteration, metrics)
+        bar.set_postfix(score=f"{metrics['objective/score']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
+        if cfg.sample_every and (iteration % cfg.sample_every == 0) and accelerator.is_main_process:
+            logger.table(state.iteration, "samples", [
+                {"prompt": p if isinstance(p, str) else p[-1]["content"], "response": t, "score": float(s),
+                 "kl": float(k), "eos": bool(e)}
+                for p, t, s, k, e in list(zip(batch_prompts, texts, scores.tolist(), seq_kl.tolist(), has_eos.tolist()))[:8]
+            ])
+        if cfg.kl_stop is not None and metrics["objective/kl"] > cfg.kl_stop:
+            _stop(f"KL to the reference is {metrics['objective/kl']:.2f} per sequence, past ppo.kl_stop={cfg.kl_stop} "
+                  "(lower the learning rate or raise ppo.kl_coef)", iteration, out)
+        if not math.isfinite(metrics["objective/kl"]):
+            _stop("objective/kl is not finite", iteration, out)
+        last = metrics
+        if cfg.eval_every and state.iteration % cfg.eval_every == 0 and state.iteration < n_iterations:
+            evaluate(state.iteration)
+        if (cfg.save_every and state.iteration % cfg.save_every == 0) or state.iteration == stop_at:
+            ckpt.save_checkpoint(accelerator, out, state, {"beta": kl_ctl.value})
+    bar.close()
+
+    if state.iteration < n_iterations:  # stopped early on purpose (max_iterations): not done
+        logger.close()
+        return last or {}
+    final = evaluate(state.iteration)
+    summary = _summary(recipe, final, baseline, last, state, kl_ctl.value)
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(actor)
+        if cfg.lora.enabled:
+            model = model.merge_and_unload()  # a plain transformers folder, like every other stage's
+        save_model(model, tokenizer, out)
+        accelerator.unwrap_model(critic).save_pretrained(out / "critic")
+        run.write_metrics(STAGE, summary)
+        run.mark_done(STAGE, {"iterations": state.iteration, "episodes": state.episodes})
+    accelerator.wait_for_everyone()
+    logger.close()
+    return summary
+
+
+# ----------------------------------------------------------------------------- small pieces of the loop
+def _append(stats: dict[str, list], values: dict[str, torch.Tensor]) -> None:
+    for name, value in values.items():
+        stats.setdefault(name, []).append(value.detach().float())
+
+
+def _stop(reason: str, iteration: int, out: Path) -> None:
+    last = ckpt.latest_checkpoint(out)
+    kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
+    raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
+
+
+def _load_eval_rows(recipe: Recipe) -> list[dict]:
+    cfg = recipe.ppo
+    if not cfg.eval_prompts or cfg.eval_max_prompts <= 0:
+        return []
+    path = resolve_data_path(recipe, cfg.eval_prompts)
+    if not Path(path).exists():
+        print(f"ppo: no held-out prompts at {path} (ppo.eval_prompts); gold evaluation is off")
+        return []
+    return [row for row in read_rows(path) if "prompt" in row][: cfg.eval_max_prompts]
+
+
+def _read_baseline(out: Path) -> Optional[dict]:
+    import json
+
+    path = out / "baseline_eval.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _summary(recipe: Recipe, final: dict, baseline: Optional[dict], last: Optional[dict], state, beta: float) -> dict:
+    """metrics.json: the final held-out figures, the gain over the starting policy with its CI, the run's cost."""
+    summary: dict = {k: v for k, v in final.items() if not k.startswith("_")}
+    if baseline:
+        summary.update({f"start/{k[len('eval/'):]}": v for k, v in baseline.items() if not k.startswith("_")})
+    if final.get("_gold") and baseline and baseline.get("_gold"):
+        gain, lo, hi = paired_bootstrap_ci(final["_gold"], baseline["_gold"], recipe.eval.bootstrap_samples, recipe.seed)
+        summary.update({"gold_gain": gain, "gold_gain_ci95": [lo, hi]})
+    if last:
+        summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "speed/"))})
+    summary.update({"iterations": state.iteration, "episodes": state.episodes, "wall_s": state.wall_s, "final_beta": beta})
+    return summary

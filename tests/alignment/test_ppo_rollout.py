@@ -1,0 +1,84 @@
+"""Rollout plumbing on a tiny random Llama: padding, recomputed logprobs, values, truncation."""
+
+import pytest
+import torch
+
+from alignment.ppo.actor_critic import ValueModel
+from alignment.ppo.masks import truncate_after_eos
+from alignment.ppo.rollout import (
+    decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, sample_responses, value_forward,
+)
+from tests.alignment.ppo_tiny import make_policy
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    path = make_policy(tmp_path_factory.mktemp("policy"))
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    critic = ValueModel(AutoModelForSequenceClassification.from_pretrained(path, num_labels=1).eval())
+    return tok, model, critic
+
+
+PROMPTS = ["say cat", "say one two three red blue green moon sun"]
+
+
+def test_left_padding_changes_neither_logprobs_nor_values(tiny):
+    tok, model, critic = tiny
+    enc = encode_prompts(tok, PROMPTS)
+    assert len(enc[0]) < len(enc[1])
+    response = torch.tensor([[5, 6, 7, 1]])
+    r_mask = torch.ones_like(response)
+    with torch.no_grad():
+        alone_ids, alone_mask = left_pad(enc[:1], tok.pad_token_id)
+        alone, _ = policy_forward(model, alone_ids, alone_mask, response, r_mask, temperature=1.0)
+        v_alone = value_forward(critic, alone_ids, alone_mask, response, r_mask)
+        ids, mask = left_pad(enc, tok.pad_token_id)
+        assert mask[0, 0] == 0 and mask[1, 0] == 1  # the short prompt is padded on the left
+        both, _ = policy_forward(model, ids, mask, response.repeat(2, 1), r_mask.repeat(2, 1), temperature=1.0)
+        v_both = value_forward(critic, ids, mask, response.repeat(2, 1), r_mask.repeat(2, 1))
+    torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(v_both[0], v_alone[0], atol=1e-5, rtol=1e-5)
+    assert v_both.shape == both.shape == (2, 4)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_recomputed_logprobs_match_the_sampling_distribution(tiny, temperature):
+    """The logprob PPO recomputes is the one the token was sampled with (same T, no top-k/top-p)."""
+    tok, model, _ = tiny
+    ids, mask = left_pad(encode_prompts(tok, PROMPTS), tok.pad_token_id)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                             max_new_tokens=6, min_new_tokens=6, output_logits=True, return_dict_in_generate=True,
+                             pad_token_id=tok.pad_token_id, eos_token_id=None)
+        response = out.sequences[:, ids.shape[1]:]
+        at_sampling = torch.stack(out.logits, dim=1).div(temperature).log_softmax(-1)
+        at_sampling = at_sampling.gather(-1, response.unsqueeze(-1)).squeeze(-1)
+        recomputed, entropy = policy_forward(model, ids, mask, response, torch.ones_like(response), temperature, with_entropy=True)
+    torch.testing.assert_close(recomputed, at_sampling, atol=1e-4, rtol=1e-4)
+    assert entropy.shape == recomputed.shape and float(entropy.min()) > 0
+
+
+def test_sampling_is_seeded_and_respects_the_length_budget(tiny):
+    tok, model, _ = tiny
+    ids, mask = left_pad(encode_prompts(tok, PROMPTS * 4), tok.pad_token_id)
+    eos = eos_ids(tok, model)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(sample_responses(model, ids, mask, 8, 1.0, eos, tok.pad_token_id))
+    assert torch.equal(runs[0], runs[1])
+    assert runs[0].shape[0] == 8 and runs[0].shape[1] <= 8
+
+
+def test_truncated_responses_decode_without_what_follows_eos(tiny):
+    tok, _, _ = tiny
+    cat, dog, eos, pad = (tok.convert_tokens_to_ids(t) for t in ("cat", "dog", "<eos>", "<pad>"))
+    raw = torch.tensor([[cat, eos, dog, dog], [cat, dog, cat, dog], [eos, cat, cat, cat]])
+    ids, mask, has_eos = truncate_after_eos(raw, [eos], pad)
+    assert decode_responses(tok, ids, mask) == ["cat", "cat dog cat dog", ""]
+    assert has_eos.tolist() == [True, False, True]
+    assert mask.sum(dim=1).tolist() == [2, 4, 1]

@@ -1,0 +1,97 @@
+"""PPO end to end on a tiny random Llama: invariants, learning, KL control, guards, resume."""
+
+import json
+
+import pytest
+import torch
+
+from alignment.ppo.metrics_log import read_metrics
+from alignment.ppo.trainer import TrainingStopped, train_ppo
+from alignment.recipe import load_recipe
+from tests.alignment.ppo_tiny import cat_reward, make_policy, tiny_overrides, write_prompts
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ppo-world")
+    return make_policy(tmp / "policy"), write_prompts(tmp / "prompts.jsonl")
+
+
+def run(tmp_path, world, name="run", reward=cat_reward, max_iterations=None, **ppo):
+    recipe = load_recipe(None, tiny_overrides(tmp_path / name, *world, **ppo))
+    summary = train_ppo(recipe, reward_fn=reward, max_iterations=max_iterations)
+    return summary, [m for m in read_metrics(tmp_path / name / "ppo" / "metrics.jsonl") if "iteration" in m]
+
+
+def test_invariants_before_any_update(tmp_path, world):
+    """KL to the reference is exactly 0 at the first rollout; the first minibatch has ratio 1."""
+    _, metrics = run(tmp_path, world, total_episodes=16, ppo_epochs=1)
+    first = metrics[0]
+    assert first["objective/kl"] == 0.0 and first["objective/kl_k3"] == 0.0
+    assert first["objective/non_score_reward"] == 0.0
+    assert first["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert first["policy/first_approx_kl"] == pytest.approx(0.0, abs=1e-9)
+    for name in ("objective/score", "objective/rlhf_reward", "objective/beta", "loss/policy", "loss/value",
+                 "policy/clipfrac", "value/clipfrac", "policy/approx_kl", "policy/entropy", "response/length",
+                 "response/eos_rate", "speed/rollout_tokens_per_s", "speed/train_tokens_per_s"):
+        assert name in first, name
+
+
+def test_trivially_learnable_reward_rises_and_large_beta_holds_the_policy(tmp_path, world):
+    free, free_m = run(tmp_path, world, "free", total_episodes=160, kl_coef=0.0)
+    tied, tied_m = run(tmp_path, world, "tied", total_episodes=160, kl_coef=3.0)
+    start = sum(m["objective/raw_score"] for m in free_m[:2]) / 2
+    end = sum(m["objective/raw_score"] for m in free_m[-2:]) / 2
+    assert end > start + 0.15, (start, end)
+    # beta large: the policy barely moves (KL per sequence stays far below the unconstrained run's)
+    assert tied_m[-1]["objective/kl"] < 0.25 * free_m[-1]["objective/kl"], (tied_m[-1], free_m[-1])
+    tied_end = sum(m["objective/raw_score"] for m in tied_m[-2:]) / 2
+    assert tied_end < end
+
+
+def test_resume_after_kill_reaches_the_same_step_and_kl_controller_state(tmp_path, world):
+    settings = dict(total_episodes=64, save_every=2, adaptive_kl=True, target_kl=0.01, kl_horizon=100)
+    straight, straight_m = run(tmp_path, world, "straight", **settings)
+    _, killed_m = run(tmp_path, world, "killed", max_iterations=2, **settings)  # dies after iteration 2
+    assert len(killed_m) == 2
+    assert not (tmp_path / "killed" / "ppo" / "COMPLETE.json").exists()
+    resumed, resumed_m = run(tmp_path, world, "killed", **settings)
+    assert resumed["iterations"] == straight["iterations"] == 4
+    assert resumed["episodes"] == straight["episodes"] == 64
+    assert resumed["final_beta"] == pytest.approx(straight["final_beta"], rel=1e-6)
+    assert resumed["final_beta"] != settings.get("kl_coef", 0.05)  # the controller did move
+    assert [m["iteration"] for m in resumed_m] == [1, 2, 3, 4]
+    for a, b in zip(resumed_m[2:], straight_m[2:]):  # the same episodes after the resume
+        assert a["objective/score"] == pytest.approx(b["objective/score"], abs=1e-5)
+        assert a["objective/kl"] == pytest.approx(b["objective/kl"], abs=1e-4)
+
+
+def test_nan_reward_stops_with_step_and_tensor_named(tmp_path, world):
+    calls = []
+
+    def poisoned(prompts, responses):
+        calls.append(1)
+        scores = cat_reward(prompts, responses)
+        if len(calls) == 2:
+            scores[3] = float("nan")
+        return scores
+
+    with pytest.raises(TrainingStopped, match=r"iteration 2: score is not finite; the last good checkpoint is .*iter-000001"):
+        run(tmp_path, world, reward=poisoned, save_every=1)
+
+
+def test_kl_blowup_stops_the_run(tmp_path, world):
+    with pytest.raises(TrainingStopped, match=r"iteration 2: KL to the reference is .* past ppo.kl_stop=1e-06"):
+        run(tmp_path, world, kl_stop=1e-6, learning_rate=0.05)
+
+
+def test_lora_actor_uses_its_own_base_weights_as_reference_and_saves_a_plain_model(tmp_path, world):
+    from transformers import AutoModelForCausalLM
+
+    summary, metrics = run(tmp_path, world, total_episodes=32, **{"lora.enabled": True, "lora.r": 4})
+    assert metrics[0]["objective/kl"] == 0.0
+    assert metrics[0]["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert metrics[1]["objective/kl"] != 0.0  # the adapter moved the policy away from its base
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "ppo")  # merged: no peft needed
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert json.loads((tmp_path / "run" / "ppo" / "COMPLETE.json").read_text())["iterations"] == 2
