@@ -1,0 +1,89 @@
+"""Exact and near-duplicate detection, one row at a time.
+
+Both detectors are streaming: a row is compared with the rows *kept* before it and is then
+kept or reported as a duplicate of the earliest match. Because only kept rows are indexed,
+a cleaned file holds no pair that the detector would flag, so cleaning it again removes
+nothing (idempotence), and the first occurrence of each cluster is the one that survives.
+
+- Exact: a 128-bit BLAKE2 digest of the row's texts (metadata such as ids is ignored).
+- Near: MinHash signatures of word n-gram shingles (Broder 1997), indexed with datasketch's
+  MinHash LSH; a candidate that LSH returns counts only if the Jaccard similarity estimated
+  from the two signatures reaches the threshold, which removes most LSH false positives.
+  Shingles are hashed with CRC-32 (deterministic across runs and processes, and fast in C);
+  datasketch mixes that with MurmurHash3's finalizer before its affine permutations.
+  Memory per kept row is one signature (4 bytes x num_perm) plus the LSH bands, never the
+  text, so corpora far larger than memory still fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from typing import Hashable, Optional
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from alignment.data.texts import words
+
+
+class ExactDeduper:
+    """Remembers the digest of every kept row; a repeated digest is an exact duplicate."""
+
+    def __init__(self) -> None:
+        self._first: dict[bytes, Hashable] = {}
+
+    def check(self, key: Hashable, content: str, keep: bool = True) -> Optional[Hashable]:
+        """The key of the earlier identical row, or None (and the row is remembered if `keep`)."""
+        digest = hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        earlier = self._first.get(digest)
+        if earlier is None and keep:
+            self._first[digest] = key
+        return earlier
+
+
+def shingles(text: str, n: int) -> set[bytes]:
+    """Word n-grams of the lower-cased text; a text shorter than n words is one shingle."""
+    tokens = words(text)
+    if len(tokens) <= n:
+        return {" ".join(tokens).encode()} if tokens else set()
+    return {" ".join(tokens[i : i + n]).encode() for i in range(len(tokens) - n + 1)}
+
+
+class NearDeduper:
+    """MinHash LSH over the kept rows; `check` returns the earliest kept row that is similar enough."""
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, ngram: int = 3, seed: int = 1):
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
+        self.threshold, self.num_perm, self.ngram = threshold, num_perm, ngram
+        self._template = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)  # permutations drawn once, shared
+        self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+        self._signatures: dict[Hashable, np.ndarray] = {}
+        self._order: dict[Hashable, int] = {}
+
+    def signature(self, text: str) -> Optional[MinHash]:
+        grams = shingles(text, self.ngram)
+        if not grams:
+            return None
+        m = self._template.copy()
+        m.update_batch(grams)
+        return m
+
+    def check(self, key: Hashable, text: str, keep: bool = True) -> Optional[tuple[Hashable, float]]:
+        """(earlier key, estimated Jaccard) of the best-matching kept row, or None."""
+        m = self.signature(text)
+        if m is None:
+            return None
+        best: Optional[tuple[Hashable, float]] = None
+        for other in self._lsh.query(m):
+            similarity = float(np.mean(self._signatures[other] == m.hashvalues))
+            if similarity >= self.threshold and (
+                best is None or (similarity, -self._order[other]) > (best[1], -self._order[best[0]])
+            ):
+                best = (other, similarity)
+        if best is None and keep:
+            self._order[key] = len(self._order)
+            self._signatures[key] = m.hashvalues
+            self._lsh.insert(key, m, check_duplication=False)
+        return best
