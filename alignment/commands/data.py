@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         description="Quality report of data files (JSONL, Parquet, datasets folder) or of a recipe's sources. "
         "Token lengths use the recipe's policy tokenizer; contamination is checked against its evaluation sets.",
     )
-    p.add_argument("target", help="A data file or folder, or a YAML recipe.")
+    p.add_argument("target", help="A data file or folder, suite:<split>, or a YAML recipe.")
     p.add_argument("rest", nargs="*", metavar="file|key.sub=value", help="More data files, and recipe overrides.")
     p.add_argument("--recipe", help="Recipe whose tokenizer, max_length, eval sets and filter settings apply to the files (default: the built-in defaults).")
     p.add_argument("--out", help="Folder for the report (default: <run dir>/data/inspect).")
@@ -57,7 +57,7 @@ def _inspect(args: argparse.Namespace) -> int:
     else:
         files = [args.target] + files
         for f in files:
-            if not Path(f).exists():
+            if not f.startswith("suite:") and not Path(f).exists():
                 raise UserError(f"{f}: file not found")
         recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out) if args.out else RunDir(recipe).stage_dir("data", create=False) / "inspect"

@@ -12,6 +12,12 @@ adjustments make the same idea precise here:
   it contains at least `min_overlap` of p's counted n-grams; a verbatim copy scores 1.0,
   while a row that shares a phrase or two with p does not count.
 
+The defaults (n = 10, min_overlap = 0.8) were chosen on the offline suite, whose prompts are
+short and built from shared constraint sentences: with n = 8 and min_overlap = 0.5, 228 of
+its 4,000 demonstrations "overlapped" an evaluation prompt through constraint wording alone;
+with the defaults one does, and it really contains a whole evaluation prompt plus one more
+constraint. Verbatim copies score 1.0 under any of these settings.
+
 Prompts shorter than n words have a single n-gram, the whole prompt, and match only a
 training instruction with exactly the same words (case, spacing and punctuation aside):
 "Add 9 and 6." must not be found inside "Add 9 and 61.".
@@ -56,8 +62,8 @@ class ContaminationIndex:
     def __init__(
         self,
         prompts: Iterable[EvalPrompt],
-        n: int = 8,
-        min_overlap: float = 0.5,
+        n: int = 10,
+        min_overlap: float = 0.8,
         template_fraction: float = 0.02,
         min_df: int = 3,
     ):

@@ -38,7 +38,7 @@ def _stats(values: np.ndarray) -> dict:
     p = np.percentile(values, [50, 90, 99])
     return {
         "count": int(len(values)), "mean": round(float(values.mean()), 2), "min": int(values.min()),
-        "p50": float(p[0]), "p90": float(p[1]), "p99": float(p[2]), "max": int(values.max()),
+        "p50": round(float(p[0]), 2), "p90": round(float(p[1]), 2), "p99": round(float(p[2]), 2), "max": int(values.max()),
     }
 
 

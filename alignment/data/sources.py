@@ -50,8 +50,8 @@ def recipe_sources(recipe: Recipe, group: str = "sources") -> list[Source]:
     ]
 
 
-def file_source(path: str) -> Source:
-    return Source(Path(path).stem or str(path), str(path))
+def file_source(path: str, name: Optional[str] = None) -> Source:
+    return Source(name or Path(path).stem or str(path), str(path))
 
 
 def source_kind(source: Source) -> Kind:

@@ -78,8 +78,9 @@ def policy_token_counter(recipe: Recipe) -> TokenCounter:
     return TokenCounter(load_tokenizer(resolve_model_path(recipe), recipe.model), recipe.model.max_length)
 
 
-def contamination_index(recipe: Recipe) -> Optional[ContaminationIndex]:
-    """The n-gram index of every evaluation prompt set the recipe names (None when it names none)."""
+def contamination_index(recipe: Recipe) -> ContaminationIndex:
+    """The n-gram index of every evaluation prompt set the recipe names (empty when it names none;
+    the report then shows 0 evaluation prompts, so an unchecked run is visible)."""
     cfg = recipe.data.filters.decontaminate or DecontaminateFilter()
     if cfg.eval_sets is not None:
         sets = [(name, resolve_data_path(recipe, name)) for name in cfg.eval_sets]
@@ -87,8 +88,6 @@ def contamination_index(recipe: Recipe) -> Optional[ContaminationIndex]:
         from alignment.data.sources import eval_set_paths
 
         sets = eval_set_paths(recipe)
-    if not sets:
-        return None
     return ContaminationIndex(load_eval_prompts(sets), cfg.n, cfg.min_overlap, cfg.template_fraction)
 
 
@@ -121,7 +120,7 @@ def inspect_recipe(
         from alignment.data.sources import file_source
 
         for path in files:
-            source = file_source(path)
+            source = file_source(resolve_data_path(recipe, path), name=path if path.startswith("suite:") else None)
             group = "sft" if sources_kind([source]) == "sft" else "preference"
             groups.setdefault(group, []).append(source)
     else:
@@ -342,7 +341,7 @@ def run_data_stage(recipe: Recipe, force: bool = False, progress: bool = True) -
         sources = recipe_sources(recipe, key)
         if not sources:
             continue
-        filters = build_filters(recipe.data.filters, counter, index if recipe.data.filters.decontaminate else None)
+        filters = build_filters(recipe.data.filters, counter, index)
         cleaned[group], entries = clean_sources(group, sources, filters, work, progress=progress)
         manifest += entries
         report["filters"][group] = filter_counts(entries, filters)

@@ -74,8 +74,10 @@ class LengthFilter(Section):
 
 @dataclass
 class DecontaminateFilter(Section):
-    n: int = option(8, help="Word n-gram size.")
-    min_overlap: float = option(0.5, help="Share of an evaluation prompt's n-grams a training row must contain to be contaminated.")
+    n: int = option(10, help="Word n-gram size; prompts shorter than n words must match a training instruction exactly.")
+    min_overlap: float = option(
+        0.8, help="Share of an evaluation prompt's n-grams a training row must contain to be contaminated (1.0 = verbatim)."
+    )
     template_fraction: float = option(
         0.02, help="n-grams in more than this share of evaluation prompts are instruction wording and ignored."
     )
