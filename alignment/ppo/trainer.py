@@ -385,7 +385,7 @@ def train_ppo(
         save_model(model, tokenizer, out)
         accelerator.unwrap_model(critic).save_pretrained(out / "critic")
         run.write_metrics(STAGE, summary)
-        run.mark_done(STAGE, {"iterations": state.iteration, "episodes": state.episodes})
+        run.mark_done(STAGE, {"iterations": state.iteration, "episodes": state.episodes, "processes": world})
     accelerator.wait_for_everyone()
     logger.close()
     return summary

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 WORDS = "cat dog sun moon red blue one two three yes no the a say words".split()
@@ -80,3 +81,12 @@ def tiny_overrides(tmp: Path, policy: Path, prompts: Path, **ppo) -> list[str]:
     }
     base.update(ppo)
     return [f"output_dir={tmp}", "seed=0"] + [f"ppo.{k}={'null' if v is None else v}" for k, v in base.items()]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: a model this small only loses time to thread hand-offs, badly so on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

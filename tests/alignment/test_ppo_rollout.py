@@ -8,6 +8,7 @@ from alignment.ppo.masks import truncate_after_eos
 from alignment.ppo.rollout import (
     decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, sample_responses, value_forward,
 )
+from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
 from tests.alignment.ppo_tiny import make_policy
 
 

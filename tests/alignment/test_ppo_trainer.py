@@ -8,6 +8,7 @@ import torch
 from alignment.ppo.metrics_log import read_metrics
 from alignment.ppo.trainer import TrainingStopped, train_ppo
 from alignment.recipe import load_recipe
+from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
 from tests.alignment.ppo_tiny import cat_reward, make_policy, tiny_overrides, write_prompts
 
 
