@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from alignment.data.rows import ROLES
 from alignment.errors import DataError, UserError
@@ -90,7 +89,7 @@ def read_candidates(path: str | Path) -> list[dict]:
 
 def sample_candidates(
     model_path: str,
-    prompts: list[Any],
+    rows: list[dict],
     k: int,
     max_new_tokens: int = 256,
     temperature: float = 1.0,
@@ -98,9 +97,13 @@ def sample_candidates(
     batch_size: int = 8,
     policy_name: str | None = None,
 ) -> list[dict]:
-    """Sample `k` responses per prompt from a policy checkpoint (imports torch lazily)."""
+    """Sample `k` responses for each row's `prompt` from a policy checkpoint; each row's
+    `metadata` is carried into the candidates. Imports torch and transformers lazily."""
     if k < 2:
         raise UserError(f"--samples-per-prompt must be at least 2, got {k}")
+    for i, row in enumerate(rows):
+        if "prompt" not in row:
+            raise DataError(f"prompts: row {i + 1}: field 'prompt': missing")
     from alignment.generation import generate
     from alignment.models import load_policy, load_tokenizer
     from alignment.recipe.model import ModelConfig
@@ -108,12 +111,13 @@ def sample_candidates(
     model_cfg = ModelConfig(name_or_path=str(model_path))
     tokenizer = load_tokenizer(str(model_path), model_cfg)
     model = load_policy(str(model_path), model_cfg)
+    prompts = [row["prompt"] for row in rows]
     outputs = generate(model, tokenizer, prompts, max_new_tokens, temperature, seed, batch_size,
                        num_return_sequences=k)
     policy = policy_name or Path(model_path).name
-    return [
-        {"prompt": p, "metadata": {},
+    return normalize_rows([
+        {"prompt": row["prompt"], "metadata": row.get("metadata") or {},
          "responses": [{"text": text, "policy": policy, "checkpoint": str(model_path), "metadata": {"seed": seed}}
                        for text in outputs[i]]}
-        for i, p in enumerate(prompts)
-    ]
+        for i, row in enumerate(rows)
+    ], source="sampled")

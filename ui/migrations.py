@@ -147,10 +147,25 @@ def _v2_user_active_campaign_status(conn: Connection) -> None:
     conn.exec_driver_sql("ALTER TABLE campaigns ADD COLUMN status VARCHAR(16) NOT NULL DEFAULT 'open'")
 
 
+def _v3_sessions(conn: Connection) -> None:
+    """Sign-in sessions in the database (they survive restarts and span app processes)."""
+    md = MetaData()
+    Table("users", md, Column("id", Integer, primary_key=True))
+    Table("sessions", md,
+          Column("id", Integer, primary_key=True),
+          Column("token_sha256", String(64), nullable=False, unique=True),
+          Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+          Column("created_at", Float, nullable=False),
+          Column("expires_at", Float, nullable=False),
+          Column("revoked_at", Float))
+    md.tables["sessions"].create(conn)
+
+
 # (version, description, step). Append only; never edit a released step.
 STEPS = [
     (1, "base schema", _v1_base),
     (2, "users.active, campaigns.status", _v2_user_active_campaign_status),
+    (3, "sessions", _v3_sessions),
 ]
 LATEST = STEPS[-1][0]
 

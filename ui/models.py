@@ -140,6 +140,20 @@ class Judgment(Base):
     retracted_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
+class LoginSession(Base):
+    """A signed-in browser or API client (v3). Only the token's SHA-256 is stored, so a copy
+    of the database does not let anyone sign in. Sessions live in the database, not in the
+    server process, so they survive a restart and work across several app processes."""
+
+    __tablename__ = "sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
 class AuditLog(Base):
     """Append-only: database triggers refuse UPDATE and DELETE on this table."""
 

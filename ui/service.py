@@ -22,6 +22,7 @@ or `pairs_per_prompt` distinct pairs drawn at random (seeded by the campaign's s
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import threading
 import json
@@ -210,6 +211,10 @@ class LabelService:
             if user is None:
                 raise UserError(f"no user with id {user_id}")
             user.active = active
+            if not active:  # signed-in sessions end at once
+                for sess in s.scalars(select(m.LoginSession).where(m.LoginSession.user_id == user_id,
+                                                                   m.LoginSession.revoked_at.is_(None))):
+                    sess.revoked_at = self.clock()
             self._audit(s, actor_id, "activate_user" if active else "deactivate_user", user=user.name)
 
     def set_password(self, user_id: int, password: str, actor_id: int | None = None) -> None:
@@ -221,6 +226,36 @@ class LabelService:
                 raise UserError(f"no user with id {user_id}")
             user.password_hash = hash_password(password)
             self._audit(s, actor_id, "set_password", user=user.name)
+
+    def create_session(self, user_id: int, ttl_s: float = 12 * 3600) -> str:
+        """A new sign-in token for the user (only its hash is stored)."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._tx() as s:
+            s.add(m.LoginSession(token_sha256=_sha256(token), user_id=user_id, created_at=now, expires_at=now + ttl_s))
+            self._audit(s, user_id, "login")
+        return token
+
+    def session_user(self, token: str | None) -> UserInfo | None:
+        """The active user signed in with this token, or None (unknown, expired, revoked)."""
+        if not token:
+            return None
+        with self._read() as s:
+            row = s.execute(
+                select(m.User).join(m.LoginSession, m.LoginSession.user_id == m.User.id)
+                .where(m.LoginSession.token_sha256 == _sha256(token), m.LoginSession.revoked_at.is_(None),
+                       m.LoginSession.expires_at > self.clock())
+            ).scalar()
+            return _info(row) if row is not None and row.active else None
+
+    def revoke_session(self, token: str | None) -> None:
+        if not token:
+            return
+        with self._tx() as s:
+            sess = s.scalar(select(m.LoginSession).where(m.LoginSession.token_sha256 == _sha256(token)))
+            if sess is not None and sess.revoked_at is None:
+                sess.revoked_at = self.clock()
+                self._audit(s, sess.user_id, "logout")
 
     # ---------------------------------------------------------------- campaigns
 
@@ -258,6 +293,8 @@ class LabelService:
         for i, r in enumerate(rows):
             if "gold" in r:
                 _check_gold(r, mode, i)
+            if mode == "ranking" and len(r["responses"]) > 26:
+                raise UserError(f"items: row {i}: field 'responses': at most 26 responses (A-Z) can be ranked")
         if not any("gold" not in r for r in rows):
             raise UserError(f"campaign {name!r}: no items to label")
         rng = random.Random(seed)
@@ -691,7 +728,7 @@ class LabelService:
         rows = exporting.build_rows(camp.name, camp.mode, keep, items, prompts, cands, aggregation, include_ties)
         exporting.write_rows(rows, Path(path), format)
         with self._tx() as s:
-            self._audit(s, actor_id, "export", campaign_id, path=str(path), format=format, aggregation=aggregation,
+            self._audit(s, actor_id, "export", campaign_id, destination=str(path), format=format, aggregation=aggregation,
                         rows=len(rows), min_gold_accuracy=min_gold_accuracy, include_simulated=include_simulated)
         return len(rows)
 
@@ -742,6 +779,10 @@ def _sqlite_engines(url, busy_timeout_s: float) -> tuple[Engine, Engine]:
 
     writer = make("BEGIN IMMEDIATE")
     return (writer, writer) if memory else (writer, make("BEGIN"))
+
+
+def _sha256(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def _info(u: m.User) -> UserInfo:

@@ -37,3 +37,32 @@ def svc(tmp_path, clock):
     service = LabelService.open(f"sqlite:///{tmp_path / 'labels.db'}", clock=clock)
     yield service
     service.close()
+
+
+ADMIN = ("admin", "admin-password")
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory):
+    """One live server for the API, authorization, concurrency and browser tests. Each test
+    makes its own campaign and users in the same database (the store is shared by design)."""
+    from tests.ui.live import LiveServer
+
+    root = tmp_path_factory.mktemp("server")
+    db_url = f"sqlite:///{root / 'labels.db'}"
+    service = LabelService.open(db_url)
+    service.create_user(*ADMIN, role="admin")
+    live = LiveServer(db_url, root / "server.log").start()
+    live.svc = service
+    try:
+        yield live
+    finally:
+        live.stop()
+        service.close()
+
+
+@pytest.fixture(scope="session")
+def admin_client(server):
+    from tests.ui.live import api_client, api_token
+
+    return api_client(server.url, api_token(server.url, *ADMIN))

@@ -217,8 +217,22 @@ def test_passwords_are_hashed_and_checked(svc):
     with svc.engine.connect() as conn:
         salts = {h.split("$")[4] for (h,) in conn.execute(text("SELECT password_hash FROM users"))}
     assert len(salts) == 2  # a salt per user
+    token = svc.create_session(uid)
+    assert svc.session_user(token).name == "ann" and svc.session_user(token + "x") is None
     svc.set_user_active(uid, False)
     assert svc.authenticate("ann", "s3cret") is None
+    assert svc.session_user(token) is None  # deactivation ends sessions
+
+
+def test_sessions_expire_and_revoke(svc, clock):
+    uid = svc.create_user("ann", None, simulated=True)
+    t1, t2 = svc.create_session(uid, ttl_s=60), svc.create_session(uid, ttl_s=600)
+    with svc.engine.connect() as conn:
+        assert t1 not in str(conn.execute(text("SELECT token_sha256 FROM sessions")).all())
+    clock.advance(61)
+    assert svc.session_user(t1) is None and svc.session_user(t2).id == uid
+    svc.revoke_session(t2)
+    assert svc.session_user(t2) is None
 
 
 def test_audit_log_is_append_only(svc):
@@ -284,7 +298,8 @@ def test_v1_database_opens_and_is_migrated(tmp_path):
             cols = {c["name"]: c["nullable"] for c in insp.get_columns(table.name)}
             assert cols == {c.name: c.nullable for c in table.columns}, table.name
         with svc.engine.connect() as conn:
-            assert [v for (v,) in conn.execute(text("SELECT version FROM schema_version ORDER BY version"))] == [1, 2]
+            versions = [v for (v,) in conn.execute(text("SELECT version FROM schema_version ORDER BY version"))]
+        assert versions == list(range(1, migrations.LATEST + 1))
     finally:
         svc.close()
 

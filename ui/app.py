@@ -1,0 +1,640 @@
+"""The labeling web app: Gradio Blocks on the label store, behind the store's own sign-in.
+
+    app = FastAPI()
+    mount(app, LabelService.open(db_url), "/")     # or: rlhf label serve --db ...
+
+Sign-in. `mount` adds `<path>auth/login` (a small HTML form), `auth/logout` and `auth/token`
+(JSON, for API clients) and hands Gradio an `auth_dependency` that accepts the session cookie
+or an `Authorization: Bearer <token>` header. Sessions live in the database (hashed), so they
+survive a server restart and work across several app processes behind one proxy. Without a
+valid session every Gradio route (page config, queue, API) answers 401: unauthenticated
+requests get nothing. On top of that, every event handler looks the user up again and checks
+the role (admin handlers refuse labelers), because a client can call any handler directly.
+
+Labelers see only their own item, progress and the campaign guidelines. Admins also get the
+Admin tab: users, campaigns (created from an uploaded file), progress, speed, agreement,
+gold accuracy, position bias, plots and export.
+
+API (gradio_client, with `headers={"Authorization": "Bearer <token>"}`; see docs/labeling.md):
+`/campaigns`, `/next_item`, `/submit`, `/skip_item`, `/undo`, `/my_progress`, and for admins
+`/admin_*`. The UI's own events are private (not callable from gradio_client).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import gradio as gr
+
+from alignment.errors import UserError
+from ui import render
+from ui.service import Assignment, LabelService, UserInfo
+
+CONCURRENCY = 64  # events served at once; SQLite writes still queue, reads and rendering overlap
+RANK_SLOTS = 8  # ranking buttons A..H (typing letters works for any K)
+
+
+# ------------------------------------------------------------------ authorization
+
+
+def _current_user(svc: LabelService, request: gr.Request | None, admin: bool = False) -> UserInfo:
+    """The signed-in, active user of this request, re-read from the store on every event."""
+    name = getattr(request, "username", None) if request is not None else None
+    user = svc.get_user_by_name(name) if name else None
+    if user is None or not user.active:
+        raise gr.Error("Not signed in.", title="Sign in")
+    if admin and not user.is_admin:
+        raise gr.Error("Admins only.", title="Not allowed")
+    return user
+
+
+def _user_errors(fn):
+    """Show a UserError (bad input, expired item...) as the message of a Gradio error."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            raise gr.Error(str(err), print_exception=False) from None
+
+    return wrapper
+
+
+# ------------------------------------------------------------------ client-side pieces
+
+RESTORE_JS = """(aid) => {
+  window.__rlhfShownAt = Date.now();
+  return [rlhfDrafts.get(aid, 'rationale'), rlhfDrafts.get(aid, 'rank'), rlhfDrafts.get(aid, 'skip')];
+}"""
+ELAPSED_JS = """(...a) => { a[a.length - 1] = (Date.now() - (window.__rlhfShownAt || Date.now())) / 1000; return a; }"""
+RANK_ADD_JS = """(r, aid) => {
+  const parts = (r || '').toUpperCase().split(/[^A-Z]+/).filter(Boolean);
+  if (!parts.includes('%s')) parts.push('%s');
+  const v = parts.join(' > '); rlhfDrafts.save(aid, 'rank', v); return v;
+}"""
+RANK_BACK_JS = """(r, aid) => {
+  const parts = (r || '').toUpperCase().split(/[^A-Z]+/).filter(Boolean); parts.pop();
+  const v = parts.join(' > '); rlhfDrafts.save(aid, 'rank', v); return v;
+}"""
+
+
+def _save_draft_js(field: str) -> str:
+    return f"(aid, v) => {{ rlhfDrafts.save(aid, '{field}', v); }}"
+
+
+# ------------------------------------------------------------------ the app
+
+
+def mount(fastapi_app, service: LabelService, path: str = "/", *, root_path: str | None = None,
+          concurrency: int = CONCURRENCY):
+    """Mount the app with its sign-in routes on `fastapi_app` at `path`; returns the app.
+
+    Behind a reverse proxy that serves the app under a prefix it strips, pass that prefix as
+    `root_path` (or run uvicorn with --root-path) so that links and redirects carry it.
+    """
+    from ui import auth
+
+    prefix = "/" + path.strip("/") + "/" if path.strip("/") else "/"
+    auth.add_routes(fastapi_app, service, prefix)
+    blocks = build_app(service, concurrency=concurrency)
+    return gr.mount_gradio_app(
+        fastapi_app, blocks, prefix.rstrip("/") or "/", auth_dependency=auth.dependency(service),
+        css=render.CSS, head=render.HEAD, footer_links=[], run_history=False, root_path=root_path,
+        show_error=True, max_file_size="500mb", ssr_mode=False,
+    )
+
+
+def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Blocks:
+    """The Blocks app. Serve it with `mount` (which adds sign-in); on its own it refuses every
+    event, since no request carries a user."""
+    svc = service
+
+    def user_of(request, admin=False) -> UserInfo:
+        return _current_user(svc, request, admin)
+
+    # ---------------------------------------------------------- labeler views
+
+    def view(user: UserInfo, campaign: str | None, a: Assignment | None, note: str = "") -> list:
+        hidden = gr.update(visible=False)
+        if not campaign:
+            msg = "No open campaign yet. Ask an admin to create one." if not user.is_admin else \
+                "No open campaign yet: create one in the Admin tab."
+            return [render.render_message(msg), "", hidden, hidden, *[hidden] * RANK_SLOTS, "", "", "", "", "", ""]
+        cid = svc.campaign_id(campaign)
+        camp = svc.get_campaign(cid)
+        progress = render.render_progress(svc.user_progress(user.id, cid))
+        if note:
+            progress += f'<div class="rlhf-note" id="rlhf-note">{render.esc(note)}</div>'
+        guidelines = render.render_guidelines(camp["guidelines"])
+        if a is None:
+            return [render.render_message("Nothing left for you in this campaign. Thank you!"), guidelines,
+                    hidden, hidden, *[hidden] * RANK_SLOTS, "", "", "", "", "", progress]
+        ranking = a.mode == "ranking"
+        return [render.render_item(a), guidelines, gr.update(visible=not ranking), gr.update(visible=ranking),
+                *[gr.update(visible=ranking and i < len(a.responses)) for i in range(RANK_SLOTS)],
+                "", "", "", str(a.id), a.token, progress]
+
+    def show(campaign: str | None, request: gr.Request, note: str = "") -> list:
+        user = user_of(request)
+        a = svc.next_assignment(user.id, svc.campaign_id(campaign)) if campaign else None
+        return view(user, campaign, a, note)
+
+    def _aid(aid: str) -> int:
+        if not (aid or "").strip().isdigit():
+            raise UserError("no item on screen to act on")
+        return int(aid)
+
+    def act(campaign, request, action) -> list:
+        """Run a labeler action, then show the next item; a refused action (e.g. the item
+        expired and went to someone else) is reported, and the next item shown anyway."""
+        user = user_of(request)
+        try:
+            note = action(user)
+        except UserError as err:
+            gr.Warning(str(err))
+            note = str(err)
+        return show(campaign, request, note)
+
+    def make_choice_handler(choice: str):
+        def submit_choice(campaign: str, aid: str, token: str, rationale: str, elapsed: float,
+                          request: gr.Request) -> list:
+            def action(user):
+                jid = svc.submit_judgment(_aid(aid), user.id, choice=choice, rationale=rationale or "",
+                                          time_spent_s=_seconds(elapsed), client_token=token or None)
+                return f"Saved ✓ judgment {jid} ({choice})"
+            return act(campaign, request, action)
+
+        submit_choice.__name__ = f"submit_{choice}"
+        return _user_errors(submit_choice)
+
+    @_user_errors
+    def submit_ranking(campaign: str, aid: str, token: str, rank: str, rationale: str, elapsed: float,
+                       request: gr.Request) -> list:
+        def action(user):
+            letters = re.findall(r"[A-Za-z]", rank or "")
+            jid = svc.submit_judgment(_aid(aid), user.id, ranking=letters, rationale=rationale or "",
+                                      time_spent_s=_seconds(elapsed), client_token=token or None)
+            return f"Saved ✓ judgment {jid} ({' > '.join(x.upper() for x in letters)})"
+        return act(campaign, request, action)
+
+    @_user_errors
+    def skip_item(campaign: str, aid: str, reason: str, request: gr.Request) -> list:
+        def action(user):
+            svc.skip(_aid(aid), user.id, reason or "")
+            return "Skipped (U undoes it)"
+        return act(campaign, request, action)
+
+    @_user_errors
+    def undo(campaign: str, request: gr.Request) -> list:
+        user = user_of(request)
+        if not campaign:
+            raise UserError("choose a campaign first")
+        cid = svc.campaign_id(campaign)
+        try:
+            a = svc.undo_last(user.id, cid)
+        except UserError as err:
+            gr.Warning(str(err))
+            return show(campaign, request, str(err))
+        if a is None:
+            gr.Warning("Nothing to undo.")
+            return show(campaign, request, "Nothing to undo")
+        return view(user, campaign, a, "Undone: this item is open again")
+
+    @_user_errors
+    def on_load(request: gr.Request) -> list:
+        user = user_of(request)
+        names = [c["name"] for c in svc.list_campaigns() if c["status"] == "open"]
+        wanted = request.query_params.get("campaign") if request is not None else None
+        value = wanted if wanted in names else (names[0] if names else None)
+        who = (f'<div id="rlhf-who">Signed in as <b>{render.esc(user.name)}</b> ({render.esc(user.role)})</div>')
+        return [who, gr.update(choices=names, value=value), gr.update(visible=user.is_admin)]
+
+    @_user_errors
+    def load_item(campaign: str, request: gr.Request) -> list:
+        return show(campaign, request)
+
+    # ---------------------------------------------------------- admin views
+
+    def campaign_names() -> list[str]:
+        return [c["name"] for c in svc.list_campaigns()]
+
+    def users_table() -> list[list]:
+        return [[u.id, u.name, u.role, "yes" if u.simulated else "", "yes" if u.active else "no"] for u in svc.list_users()]
+
+    def campaigns_table() -> list[list]:
+        rows = []
+        for c in svc.list_campaigns():
+            p = svc.progress(c["id"])
+            rows.append([c["id"], c["name"], c["mode"], c["overlap"], c["status"], p["items"], p["gold_items"],
+                         p["judgments"], f"{100 * p['fraction_done']:.0f}%"])
+        return rows
+
+    @_user_errors
+    def admin_overview(request: gr.Request) -> list:
+        user_of(request, admin=True)
+        names = campaign_names()
+        return [gr.update(choices=names, value=names[-1] if names else None), users_table(), campaigns_table()]
+
+    @_user_errors
+    def admin_stats(campaign: str, request: gr.Request) -> list:
+        user_of(request, admin=True)
+        if not campaign:
+            raise UserError("choose a campaign")
+        cid = svc.campaign_id(campaign)
+        progress, quality = svc.progress(cid), svc.agreement(cid)
+        summary = {k: v for k, v in progress.items() if k != "labelers"}
+        summary.update({k: quality[k] for k in ("pairwise_agreement", "krippendorff_alpha", "units_with_overlap",
+                                                "gold_accuracy", "gold_judgments", "position_bias")})
+        rows = []
+        for name in sorted(set(progress["labelers"]) | set(quality["labelers"])):
+            s, q = progress["labelers"].get(name, {}), quality["labelers"].get(name, {})
+            rows.append([name, s.get("judgments", 0), s.get("skips", 0), s.get("median_s"), s.get("per_hour"),
+                         round(s.get("total_s", 0) / 60, 1), _r(q.get("agreement")), _r(q.get("gold_accuracy")),
+                         q.get("gold_judgments", 0), _r(q.get("a_rate", q.get("top_a_rate")))])
+        from ui.plots import quality_figure
+
+        return [summary, rows, quality_figure(progress, quality)]
+
+    @_user_errors
+    def admin_create_user(name: str, password: str, role: str, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        svc.create_user(name, password, role=role or "labeler", actor_id=admin.id)
+        return [f"Created {role or 'labeler'} {name!r}.", users_table(), ""]
+
+    def admin_deactivate_user(name: str, request: gr.Request) -> list:
+        return admin_set_user_active(name, False, request)
+
+    def admin_reactivate_user(name: str, request: gr.Request) -> list:
+        return admin_set_user_active(name, True, request)
+
+    @_user_errors
+    def admin_set_user_active(name: str, active: bool, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        user = svc.get_user_by_name((name or "").strip())
+        if user is None:
+            raise UserError(f"no user named {name!r}")
+        if user.id == admin.id and not active:
+            raise UserError("you cannot deactivate yourself")
+        svc.set_user_active(user.id, bool(active), actor_id=admin.id)
+        return [f"{'Reactivated' if active else 'Deactivated'} {user.name!r}.", users_table()]
+
+    @_user_errors
+    def admin_create_campaign(file: Optional[str], name: str, mode: str, overlap: float, pairs: Optional[float],
+                              ttl_min: float, guidelines: str, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        if not file:
+            raise UserError("upload a candidates file (.jsonl, .json or .parquet)")
+        from ui.candidates import read_candidates
+
+        rows = read_candidates(file)
+        cid = svc.create_campaign(name, mode=mode, overlap=int(overlap or 1), guidelines=guidelines or "",
+                                  items=rows, pairs_per_prompt=int(pairs) if pairs else None,
+                                  assignment_ttl_s=float(ttl_min or 30) * 60, created_by=admin.id)
+        p = svc.progress(cid)
+        names = campaign_names()
+        return [f"Created campaign {name!r}: {p['items']} items, {p['gold_items']} gold.", campaigns_table(),
+                gr.update(choices=names, value=name)]
+
+    @_user_errors
+    def admin_set_campaign_status(campaign: str, status: str, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        svc.set_campaign_status(svc.campaign_id(campaign), status, actor_id=admin.id)
+        return [f"Campaign {campaign!r} is now {status}.", campaigns_table()]
+
+    @_user_errors
+    def admin_export(campaign: str, fmt: str, aggregation: str, min_gold: str, include_simulated: bool,
+                     include_ties: bool, include_gold: bool, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        if not campaign:
+            raise UserError("choose a campaign")
+        cid = svc.campaign_id(campaign)
+        out = Path(tempfile.mkdtemp(prefix="rlhf-export-"))
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", campaign) or "labels"
+        target = out / (stem if fmt == "datasets" else f"{stem}.{fmt}")
+        try:
+            threshold = float(min_gold) if str(min_gold or "").strip() else None
+        except ValueError:
+            raise UserError(f"minimum gold accuracy must be a number from 0 to 1, got {min_gold!r}") from None
+        n = svc.export(cid, target, format=fmt, aggregation=aggregation, min_gold_accuracy=threshold,
+                       include_simulated=bool(include_simulated), include_ties=bool(include_ties),
+                       include_gold=bool(include_gold), actor_id=admin.id)
+        if fmt == "datasets":
+            target = Path(shutil.make_archive(str(target), "zip", root_dir=target))
+        return [f"Exported {n} rows ({aggregation}).", str(target)]
+
+    @_user_errors
+    def admin_audit(campaign: str, request: gr.Request) -> list[list]:
+        user_of(request, admin=True)
+        cid = svc.campaign_id(campaign) if campaign else None
+        out = []
+        for r in svc.audit_log(cid, limit=500):
+            detail = {k: v for k, v in r.items() if k not in ("id", "at", "user_id", "action", "campaign_id")}
+            out.append([r["id"], time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["at"])), r["user_id"],
+                        r["action"], r["campaign_id"], str(detail)])
+        return out
+
+    # ---------------------------------------------------------- API for gradio_client
+
+    def _campaign(name: str) -> int:
+        return svc.campaign_id(name)
+
+    @_user_errors
+    def api_campaigns(request: gr.Request = None) -> list:
+        """Open campaigns: id, name, mode, overlap, guidelines."""
+        user_of(request)
+        return [c for c in svc.list_campaigns() if c["status"] == "open"]
+
+    @_user_errors
+    def api_next_item(campaign: str, request: gr.Request = None) -> Optional[dict]:
+        """Your current or next item in the campaign (None when nothing is left for you)."""
+        user = user_of(request)
+        a = svc.next_assignment(user.id, _campaign(campaign))
+        if a is None:
+            return None
+        return {"id": a.id, "mode": a.mode, "prompt": a.prompt, "labels": a.labels, "responses": a.responses,
+                "token": a.token, "expires_at": a.expires_at}
+
+    @_user_errors
+    def api_submit(assignment_id: int, choice: Optional[str] = None, ranking: Optional[list[str]] = None,
+                   rationale: str = "", time_spent_s: Optional[float] = None, client_token: Optional[str] = None,
+                   request: gr.Request = None) -> dict:
+        """Judge your item: choice A/B/tie/both_bad, or ranking (shown letters, best first)."""
+        user = user_of(request)
+        jid = svc.submit_judgment(int(assignment_id), user.id, choice=choice or None, ranking=ranking or None,
+                                  rationale=rationale or "", time_spent_s=time_spent_s, client_token=client_token)
+        return {"judgment_id": jid}
+
+    @_user_errors
+    def api_skip_item(assignment_id: int, reason: str = "", request: gr.Request = None) -> dict:
+        """Skip your item (it is not served to you again)."""
+        user = user_of(request)
+        svc.skip(int(assignment_id), user.id, reason or "")
+        return {"skipped": int(assignment_id)}
+
+    @_user_errors
+    def api_undo(campaign: str, request: gr.Request = None) -> Optional[dict]:
+        """Undo your last judgment or skip; returns the reopened item."""
+        user = user_of(request)
+        a = svc.undo_last(user.id, _campaign(campaign))
+        return None if a is None else {"id": a.id, "labels": a.labels, "responses": a.responses, "token": a.token}
+
+    @_user_errors
+    def api_my_progress(campaign: str, request: gr.Request = None) -> dict:
+        """Your own counts in the campaign."""
+        user = user_of(request)
+        return svc.user_progress(user.id, _campaign(campaign))
+
+    @_user_errors
+    def admin_api_users(request: gr.Request = None) -> list:
+        user_of(request, admin=True)
+        return [u.__dict__ for u in svc.list_users()]
+
+    @_user_errors
+    def admin_api_create_user(name: str, password: str, role: str = "labeler", request: gr.Request = None) -> dict:
+        admin = user_of(request, admin=True)
+        return {"user_id": svc.create_user(name, password, role=role, actor_id=admin.id)}
+
+    @_user_errors
+    def admin_api_set_user_active(name: str, active: bool, request: gr.Request = None) -> dict:
+        admin = user_of(request, admin=True)
+        user = svc.get_user_by_name(name)
+        if user is None:
+            raise UserError(f"no user named {name!r}")
+        svc.set_user_active(user.id, bool(active), actor_id=admin.id)
+        return {"user": name, "active": bool(active)}
+
+    @_user_errors
+    def admin_api_campaigns(request: gr.Request = None) -> list:
+        user_of(request, admin=True)
+        return svc.list_campaigns()
+
+    @_user_errors
+    def admin_api_create_campaign(name: str, items: list[dict], mode: str = "pairwise", overlap: int = 1,
+                                  guidelines: str = "", gold: Optional[list[dict]] = None,
+                                  pairs_per_prompt: Optional[int] = None, assignment_ttl_s: float = 1800.0,
+                                  request: gr.Request = None) -> dict:
+        admin = user_of(request, admin=True)
+        cid = svc.create_campaign(name, mode=mode, overlap=int(overlap), guidelines=guidelines, items=items,
+                                  gold=gold or [], pairs_per_prompt=pairs_per_prompt,
+                                  assignment_ttl_s=assignment_ttl_s, created_by=admin.id)
+        return {"campaign_id": cid}
+
+    @_user_errors
+    def admin_api_set_campaign_status(campaign: str, status: str, request: gr.Request = None) -> dict:
+        admin = user_of(request, admin=True)
+        svc.set_campaign_status(_campaign(campaign), status, actor_id=admin.id)
+        return {"campaign": campaign, "status": status}
+
+    @_user_errors
+    def admin_api_progress(campaign: str, request: gr.Request = None) -> dict:
+        user_of(request, admin=True)
+        return svc.progress(_campaign(campaign))
+
+    @_user_errors
+    def admin_api_agreement(campaign: str, request: gr.Request = None) -> dict:
+        user_of(request, admin=True)
+        return svc.agreement(_campaign(campaign))
+
+    @_user_errors
+    def admin_api_export(campaign: str, aggregation: str = "all", min_gold_accuracy: Optional[float] = None,
+                         include_simulated: bool = True, include_ties: bool = False,
+                         request: gr.Request = None) -> list:
+        """The export rows themselves (JSONL rows as a list)."""
+        admin = user_of(request, admin=True)
+        from alignment.data.files import read_rows
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "labels.jsonl"
+            svc.export(_campaign(campaign), path, aggregation=aggregation, min_gold_accuracy=min_gold_accuracy,
+                       include_simulated=include_simulated, include_ties=include_ties, actor_id=admin.id)
+            return read_rows(path)
+
+    @_user_errors
+    def admin_api_audit_log(campaign: Optional[str] = None, limit: int = 200, request: gr.Request = None) -> list:
+        user_of(request, admin=True)
+        return svc.audit_log(_campaign(campaign) if campaign else None, limit=int(limit))
+
+    # ---------------------------------------------------------- layout
+
+    private = {"api_visibility": "private"}
+    with gr.Blocks(title="Labeling · rlhf-toolkit") as blocks:
+        with gr.Row(equal_height=True):
+            who = gr.HTML(elem_id="rlhf-who-box")
+            campaign = gr.Dropdown(label="Campaign", choices=[], interactive=True, scale=2, elem_id="rlhf-campaign")
+            gr.Button("Sign out", link="auth/logout", size="sm", scale=0, elem_id="rlhf-logout")
+        with gr.Tabs():
+            with gr.Tab("Label", id="label"):
+                with gr.Accordion("Guidelines", open=True):
+                    guidelines = gr.HTML(elem_id="rlhf-guidelines")
+                item = gr.HTML(elem_id="rlhf-item-box")
+                with gr.Row(visible=False, elem_id="rlhf-pairwise") as pair_row:
+                    choice_buttons = {
+                        "A": gr.Button("A is better  [1]", elem_id="rlhf-choice-A", variant="primary"),
+                        "B": gr.Button("B is better  [2]", elem_id="rlhf-choice-B", variant="primary"),
+                        "tie": gr.Button("Tie  [3]", elem_id="rlhf-choice-tie"),
+                        "both_bad": gr.Button("Both bad  [4]", elem_id="rlhf-choice-both_bad"),
+                    }
+                with gr.Column(visible=False, elem_id="rlhf-ranking") as rank_col:
+                    rank = gr.Textbox(label="Your ranking, best first (click the letters or press them; "
+                                            "unranked responses stay unranked)", elem_id="rlhf-rank")
+                    with gr.Row():
+                        rank_buttons = [gr.Button(chr(65 + i), elem_id=f"rlhf-rank-{chr(65 + i)}", size="sm",
+                                                  visible=False, min_width=40) for i in range(RANK_SLOTS)]
+                        rank_back = gr.Button("⌫ remove last", elem_id="rlhf-rank-back", size="sm")
+                        rank_submit = gr.Button("Submit ranking  [Enter]", elem_id="rlhf-rank-submit", variant="primary")
+                rationale = gr.Textbox(label="Rationale (optional)  [R]", lines=2, elem_id="rlhf-rationale")
+                with gr.Row(equal_height=True):
+                    skip_reason = gr.Textbox(label="Skip reason (optional)", scale=3, elem_id="rlhf-skip-reason")
+                    skip_button = gr.Button("Skip  [S]", elem_id="rlhf-skip")
+                    undo_button = gr.Button("Undo last  [U]", elem_id="rlhf-undo")
+                progress = gr.HTML(elem_id="rlhf-progress-box")
+                gr.HTML(render.KEYS_HELP)
+                aid = gr.Textbox(visible="hidden", elem_id="rlhf-aid")
+                token = gr.Textbox(visible="hidden", elem_id="rlhf-token")
+                elapsed = gr.Number(visible="hidden", elem_id="rlhf-elapsed")
+
+            with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
+                with gr.Row():
+                    adm_campaign = gr.Dropdown(label="Campaign", choices=[], interactive=True, elem_id="rlhf-admin-campaign")
+                    adm_refresh = gr.Button("Refresh", elem_id="rlhf-admin-refresh", scale=0)
+                with gr.Tabs():
+                    with gr.Tab("Progress & quality"):
+                        summary = gr.JSON(label="Summary", elem_id="rlhf-admin-summary")
+                        labelers = gr.Dataframe(
+                            headers=["labeler", "judgments", "skips", "median s", "per hour", "total min",
+                                     "agreement", "gold acc.", "gold n", "A rate / top-A rate"],
+                            interactive=False, label="Labelers", elem_id="rlhf-admin-labelers")
+                        plot = gr.Plot(label="Per labeler")
+                    with gr.Tab("Campaigns"):
+                        campaigns_df = gr.Dataframe(
+                            headers=["id", "name", "mode", "overlap", "status", "items", "gold", "judgments", "done"],
+                            interactive=False, elem_id="rlhf-admin-campaigns")
+                        with gr.Row():
+                            c_name = gr.Textbox(label="New campaign name", elem_id="rlhf-new-campaign-name")
+                            c_mode = gr.Radio(["pairwise", "ranking"], value="pairwise", label="Mode")
+                            c_overlap = gr.Number(1, precision=0, minimum=1, label="Labelers per item (overlap)",
+                                                  elem_id="rlhf-new-campaign-overlap")
+                            c_pairs = gr.Number(0, precision=0, minimum=0, label="Pairs per prompt (pairwise, K>2; 0: all)")
+                            c_ttl = gr.Number(30, label="Assignment expiry (minutes)")
+                        c_guidelines = gr.Textbox(label="Guidelines shown to labelers", lines=3,
+                                                  elem_id="rlhf-new-campaign-guidelines")
+                        c_file = gr.File(label="Candidates: rows {prompt, responses, metadata, gold?} "
+                                               "(.jsonl, .json or .parquet)",
+                                         file_types=[".jsonl", ".json", ".parquet"], type="filepath",
+                                         elem_id="rlhf-new-campaign-file")
+                        c_create = gr.Button("Create campaign", variant="primary", elem_id="rlhf-admin-create")
+                        with gr.Row():
+                            c_status = gr.Radio(["open", "closed"], value="closed", label="Set status of the selected campaign")
+                            c_status_btn = gr.Button("Set status", elem_id="rlhf-admin-status")
+                        c_msg = gr.Textbox(label="Result", interactive=False, elem_id="rlhf-admin-campaign-msg")
+                    with gr.Tab("Users"):
+                        users_df = gr.Dataframe(headers=["id", "name", "role", "simulated", "active"],
+                                                interactive=False, elem_id="rlhf-admin-users")
+                        with gr.Row():
+                            u_name = gr.Textbox(label="User name", elem_id="rlhf-new-user-name")
+                            u_password = gr.Textbox(label="Password", type="password", elem_id="rlhf-new-user-password")
+                            u_role = gr.Radio(["labeler", "admin"], value="labeler", label="Role")
+                        with gr.Row():
+                            u_create = gr.Button("Create user", variant="primary", elem_id="rlhf-admin-create-user")
+                            u_deactivate = gr.Button("Deactivate user", elem_id="rlhf-admin-deactivate")
+                            u_reactivate = gr.Button("Reactivate user", elem_id="rlhf-admin-reactivate")
+                        u_msg = gr.Textbox(label="Result", interactive=False, elem_id="rlhf-admin-user-msg")
+                    with gr.Tab("Export"):
+                        with gr.Row():
+                            e_format = gr.Radio(["jsonl", "parquet", "datasets"], value="jsonl", label="Format")
+                            e_agg = gr.Radio(["all", "majority"], value="all", label="Aggregation",
+                                             info="all: every judgment is a row; majority: one row per item")
+                            e_min_gold = gr.Textbox("", label="Minimum gold accuracy, 0 to 1 (empty: no filter)",
+                                                    elem_id="rlhf-admin-min-gold")
+                        with gr.Row():
+                            e_sim = gr.Checkbox(True, label="Include simulated annotators")
+                            e_ties = gr.Checkbox(False, label="Include ties / both bad (label field)")
+                            e_gold = gr.Checkbox(False, label="Include gold items")
+                        e_button = gr.Button("Export", variant="primary", elem_id="rlhf-admin-export")
+                        e_msg = gr.Textbox(label="Result", interactive=False, elem_id="rlhf-admin-export-msg")
+                        e_file = gr.File(label="Download", interactive=False, elem_id="rlhf-admin-export-file")
+                    with gr.Tab("Audit log"):
+                        audit_refresh = gr.Button("Refresh", elem_id="rlhf-admin-audit-refresh")
+                        audit_df = gr.Dataframe(headers=["id", "time", "user id", "action", "campaign", "detail"],
+                                                interactive=False)
+
+        # ---------------------------------------------------------- events
+        # The API endpoints first: they get their names; the private UI events, named after
+        # their handlers too, would otherwise take them and push these to "skip_item_1".
+        for fn in (api_campaigns, api_next_item, api_submit, api_skip_item, api_undo, api_my_progress):
+            gr.api(fn, api_name=fn.__name__.removeprefix("api_"))
+        for fn in (admin_api_users, admin_api_create_user, admin_api_set_user_active, admin_api_campaigns,
+                   admin_api_create_campaign, admin_api_set_campaign_status, admin_api_progress,
+                   admin_api_agreement, admin_api_export, admin_api_audit_log):
+            gr.api(fn, api_name=fn.__name__.replace("admin_api_", "admin_"))
+        view_outputs = [item, guidelines, pair_row, rank_col, *rank_buttons, rank, rationale, skip_reason,
+                        aid, token, progress]
+        drafts = [rationale, rank, skip_reason]
+
+        def then_restore(dep):
+            dep.then(None, [aid], drafts, js=RESTORE_JS, **private)
+
+        blocks.load(on_load, None, [who, campaign, admin_tab], **private).then(
+            load_item, [campaign], view_outputs, **private
+        ).then(None, [aid], drafts, js=RESTORE_JS, **private)
+        then_restore(campaign.input(load_item, [campaign], view_outputs, **private))
+        for choice, button in choice_buttons.items():
+            then_restore(button.click(make_choice_handler(choice), [campaign, aid, token, rationale, elapsed],
+                                      view_outputs, js=ELAPSED_JS, trigger_mode="once", show_progress="minimal",
+                                      **private))
+        then_restore(rank_submit.click(submit_ranking, [campaign, aid, token, rank, rationale, elapsed],
+                                       view_outputs, js=ELAPSED_JS, trigger_mode="once", show_progress="minimal",
+                                       **private))
+        then_restore(skip_button.click(skip_item, [campaign, aid, skip_reason], view_outputs, trigger_mode="once",
+                                       show_progress="minimal", **private))
+        then_restore(undo_button.click(undo, [campaign], view_outputs, trigger_mode="once",
+                                       show_progress="minimal", **private))
+        for i, button in enumerate(rank_buttons):
+            letter = chr(65 + i)
+            button.click(None, [rank, aid], [rank], js=RANK_ADD_JS % (letter, letter), **private)
+        rank_back.click(None, [rank, aid], [rank], js=RANK_BACK_JS, **private)
+        rank.input(None, [aid, rank], None, js=_save_draft_js("rank"), **private)
+        rationale.input(None, [aid, rationale], None, js=_save_draft_js("rationale"), **private)
+        skip_reason.input(None, [aid, skip_reason], None, js=_save_draft_js("skip"), **private)
+
+        stats_outputs = [summary, labelers, plot]
+        admin_tab.select(admin_overview, None, [adm_campaign, users_df, campaigns_df], **private).then(
+            admin_stats, [adm_campaign], stats_outputs, **private)
+        adm_refresh.click(admin_stats, [adm_campaign], stats_outputs, **private)
+        adm_campaign.input(admin_stats, [adm_campaign], stats_outputs, **private)
+        c_create.click(admin_create_campaign, [c_file, c_name, c_mode, c_overlap, c_pairs, c_ttl, c_guidelines],
+                       [c_msg, campaigns_df, adm_campaign], trigger_mode="once", **private)
+        c_status_btn.click(admin_set_campaign_status, [adm_campaign, c_status], [c_msg, campaigns_df], **private)
+        u_create.click(admin_create_user, [u_name, u_password, u_role], [u_msg, users_df, u_password],
+                       trigger_mode="once", **private)
+        u_deactivate.click(admin_deactivate_user, [u_name], [u_msg, users_df], **private)
+        u_reactivate.click(admin_reactivate_user, [u_name], [u_msg, users_df], **private)
+        e_button.click(admin_export, [adm_campaign, e_format, e_agg, e_min_gold, e_sim, e_ties, e_gold],
+                       [e_msg, e_file], trigger_mode="once", **private)
+        audit_refresh.click(admin_audit, [adm_campaign], [audit_df], **private)
+
+
+    # Gradio's queue runs one event at a time unless told otherwise; the thread pool must be at
+    # least as large, since handlers are synchronous (set before queue(), which reads it).
+    blocks.max_threads = max(40, concurrency + 8)
+    blocks.queue(default_concurrency_limit=concurrency, max_size=None)
+    return blocks
+
+
+def _seconds(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if 0 <= v < 7 * 24 * 3600 else None
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 3)

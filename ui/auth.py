@@ -1,0 +1,125 @@
+"""Sign-in: a login form, sessions kept in the label store, and Gradio's `auth_dependency`.
+
+Routes (under the app's path prefix, e.g. "/" or "/labels/"):
+- GET/POST `auth/login`: the form; a successful POST sets an HttpOnly, SameSite=Lax cookie
+  (Secure when served over https) and redirects to the app.
+- GET `auth/logout`: ends the session.
+- POST `auth/token`: `{"username", "password"}` -> `{"token"}` for API clients, who then send
+  `Authorization: Bearer <token>`.
+A browser that opens the app without a session is redirected to the form; every other Gradio
+route answers 401 to requests without a valid session.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+
+from ui.render import esc
+from ui.service import LabelService
+
+COOKIE = "rlhf_session"
+SESSION_TTL_S = 12 * 3600
+
+
+def session_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        return header[7:].strip() or None
+    return request.cookies.get(COOKIE)
+
+
+def dependency(svc: LabelService):
+    """Gradio's auth_dependency: the signed-in user's name, or None (-> 401)."""
+
+    async def signed_in_user(request: Request) -> str | None:
+        user = await run_in_threadpool(svc.session_user, session_token(request))
+        return user.name if user else None
+
+    return signed_in_user
+
+
+def _login_page(action: str, error: str = "") -> str:
+    message = f'<p class="error" id="login-error">{esc(error)}</p>' if error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Sign in · labeling</title>
+<style>
+ body {{ font-family: system-ui, sans-serif; background: #f6f7f9; display: flex; justify-content: center; padding-top: 12vh; }}
+ form {{ background: white; padding: 28px 32px; border-radius: 10px; box-shadow: 0 2px 12px #0002; width: 320px; }}
+ h1 {{ font-size: 20px; margin: 0 0 16px; }}
+ label {{ display: block; font-size: 13px; margin: 12px 0 4px; color: #444; }}
+ input {{ width: 100%; box-sizing: border-box; padding: 8px; font-size: 15px; border: 1px solid #bbb; border-radius: 6px; }}
+ button {{ margin-top: 18px; width: 100%; padding: 9px; font-size: 15px; border: 0; border-radius: 6px; background: #f97316; color: white; cursor: pointer; }}
+ .error {{ color: #b91c1c; font-size: 14px; }}
+</style></head>
+<body><form method="post" action="{esc(action)}">
+<h1>Labeling: sign in</h1>{message}
+<label for="username">User name</label><input id="username" name="username" autocomplete="username" autofocus required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<button type="submit" id="login-button">Sign in</button>
+</form></body></html>"""
+
+
+def add_routes(app: FastAPI, svc: LabelService, prefix: str) -> None:
+    """Add the sign-in routes and the redirect of signed-out page loads (before mounting Gradio,
+    so that these routes win over the mounted app)."""
+    login, logout, token_path = prefix + "auth/login", prefix + "auth/logout", prefix + "auth/token"
+    pages = {prefix, prefix.rstrip("/") or "/"}
+
+    def full(request: Request, path: str) -> str:
+        return request.scope.get("root_path", "").rstrip("/") + path
+
+    def secure(request: Request) -> bool:
+        return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
+
+    @app.get(login, response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request) -> HTMLResponse:
+        return HTMLResponse(_login_page(full(request, login)))
+
+    @app.post(login, include_in_schema=False)
+    async def login_submit(request: Request):
+        form = await request.form()
+        # scrypt and the session write run in the thread pool, not on the event loop
+        user = await run_in_threadpool(svc.authenticate, str(form.get("username", "")), str(form.get("password", "")))
+        if user is None:
+            return HTMLResponse(_login_page(full(request, login), "Wrong user name or password."), status_code=401)
+        token = await run_in_threadpool(svc.create_session, user.id, SESSION_TTL_S)
+        response = RedirectResponse(full(request, prefix), status_code=303)
+        response.set_cookie(COOKIE, token, max_age=SESSION_TTL_S, httponly=True, samesite="lax",
+                            secure=secure(request), path=full(request, prefix))
+        return response
+
+    @app.get(logout, include_in_schema=False)
+    async def logout_route(request: Request):
+        await run_in_threadpool(svc.revoke_session, session_token(request))
+        response = RedirectResponse(full(request, login), status_code=303)
+        response.delete_cookie(COOKIE, path=full(request, prefix))
+        return response
+
+    @app.post(token_path, include_in_schema=False)
+    async def token_route(request: Request):
+        try:
+            body = await request.json()
+        except ValueError:
+            body = {}
+        if not isinstance(body, dict):
+            body = {}
+        user = await run_in_threadpool(svc.authenticate, str(body.get("username", "")), str(body.get("password", "")))
+        if user is None:
+            return JSONResponse({"error": "wrong user name or password"}, status_code=401)
+        return {"token": await run_in_threadpool(svc.create_session, user.id, SESSION_TTL_S), "role": user.role}
+
+    @app.get(prefix + "healthz", include_in_schema=False)
+    def health():
+        return {"ok": True}
+
+    @app.middleware("http")
+    async def signed_out_to_login(request: Request, call_next):
+        path = request.scope.get("path", "")
+        root = request.scope.get("root_path", "").rstrip("/")
+        if request.method == "GET" and (path in pages or (root and path.removeprefix(root) in pages)):
+            if await run_in_threadpool(svc.session_user, session_token(request)) is None:
+                return RedirectResponse(full(request, login), status_code=303)
+        return await call_next(request)
