@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from alignment.commands.common import add_recipe_arguments, load_from_args
+from alignment.commands.dpo import print_outcome
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,9 +28,5 @@ def main(args: argparse.Namespace) -> int:
     ensure_offline_world(recipe)
     RunDir(recipe).save_recipe()
     summary = train_ppo(recipe, force=args.force)
-    gold = summary.get("eval/gold")
-    if gold is not None:
-        ci = summary.get("gold_gain_ci95")
-        gain = f", gain {summary['gold_gain']:+.3f} (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci else ""
-        print(f"ppo: held-out gold {gold:.3f}{gain}, KL {summary.get('eval/kl_k1', float('nan')):.2f}")
+    print_outcome("ppo", summary)
     return 0

@@ -19,6 +19,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from alignment.data.files import read_rows
 from alignment.generation import generate
 from alignment.ppo.kl import kl_estimate
 from alignment.ppo.masks import masked_sum, truncate_after_eos
@@ -108,3 +109,36 @@ def paired_bootstrap_ci(
     lo = means[int(tail * samples)]
     hi = means[min(int((1.0 - tail) * samples), samples - 1)]
     return sum(diffs) / n, lo, hi
+
+
+def load_held_out(recipe, path: str, max_prompts: int, stage: str) -> list[dict]:
+    """Held-out prompt rows for the evaluation, or [] (with a note) when the file is absent."""
+    from pathlib import Path
+
+    from alignment.run_dir import resolve_data_path
+
+    if not path or max_prompts <= 0:
+        return []
+    resolved = resolve_data_path(recipe, path)
+    if not Path(resolved).exists():
+        print(f"{stage}: no held-out prompts at {resolved} ({stage}.eval_prompts); held-out evaluation is off")
+        return []
+    return [row for row in read_rows(resolved) if "prompt" in row][:max_prompts]
+
+
+def as_logged(metrics: dict, details: dict) -> dict:
+    """`eval/<name>` metrics, plus the per-prompt gold list under `_gold` (kept out of the logs)."""
+    out = {f"eval/{k}": v for k, v in metrics.items()}
+    out["_gold"] = details.get("gold")
+    return out
+
+
+def gain_summary(final: dict, start: Optional[dict], samples: int = 2000, seed: int = 0) -> dict:
+    """Final held-out figures, the starting policy's as `start/...`, and the gold gain with its 95% CI."""
+    summary = {k: v for k, v in final.items() if not k.startswith("_")}
+    if start:
+        summary.update({f"start/{k[len('eval/'):]}": v for k, v in start.items() if k.startswith("eval/")})
+    if final.get("_gold") and start and start.get("_gold"):
+        gain, lo, hi = paired_bootstrap_ci(final["_gold"], start["_gold"], samples, seed)
+        summary.update({"gold_gain": gain, "gold_gain_ci95": [lo, hi]})
+    return summary

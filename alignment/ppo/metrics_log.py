@@ -12,10 +12,12 @@ PPO, DPO, GRPO and RLOO so that the evaluation and the plots compare methods dir
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 
 class MetricsLogger:
@@ -69,3 +71,61 @@ def read_metrics(path: str | Path) -> list[dict]:
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# TRL's log names -> ours, so DPO/GRPO/RLOO lines read like PPO's. Per-token KL keeps its own
+# name (TRL averages over tokens; our objective/kl is per sequence): the per-sequence KL of
+# every method is the held-out eval/kl_k1 and eval/kl_k3.
+TRL_NAMES = {
+    "reward": "objective/score",
+    "reward_std": "objective/score_std",
+    "completions/mean_length": "response/length",
+    "entropy": "policy/entropy",
+    "loss": "loss/total",
+    "learning_rate": "optim/learning_rate",
+    "grad_norm": "optim/grad_norm",
+    "rewards/margins": "dpo/margin",
+    "rewards/accuracies": "dpo/accuracy",
+    "rewards/chosen": "dpo/reward_chosen",
+    "rewards/rejected": "dpo/reward_rejected",
+}
+
+
+def trainer_callback(logger: MetricsLogger, kl_estimator: Optional[str] = None):
+    """A transformers TrainerCallback writing TRL's logs to our metrics.jsonl under our names.
+
+    `kl_estimator` names what TRL's `kl` is for this trainer (GRPO: k3, RLOO: k1).
+    """
+    from transformers import TrainerCallback
+
+    class _Callback(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            out: dict[str, Any] = {}
+            for key, value in logs.items():
+                if not isinstance(value, (int, float)) or isinstance(value, bool):
+                    continue
+                if key == "kl":
+                    out[f"objective/kl_{kl_estimator}_per_token" if kl_estimator else "objective/kl_per_token"] = value
+                elif key == "completions/clipped_ratio":
+                    out["response/eos_rate"] = 1.0 - value
+                else:
+                    out[TRL_NAMES.get(key, f"trl/{key}")] = value
+            logger.log(state.global_step, out)
+
+    return _Callback()
+
+
+@contextlib.contextmanager
+def tensorboard_dir(path: str | Path):
+    """Point transformers' TensorBoard callback at `path` (transformers 5 reads it from the environment)."""
+    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = old

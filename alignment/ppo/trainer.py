@@ -30,7 +30,7 @@ from alignment.models import load_tokenizer, save_model
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
 from alignment.ppo.gae import compute_gae
-from alignment.ppo.held_out import evaluate_policy, paired_bootstrap_ci
+from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
 from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from alignment.ppo.losses import policy_loss, value_loss
 from alignment.ppo.masks import masked_mean, masked_sum, masked_whiten, truncate_after_eos
@@ -186,7 +186,7 @@ def train_ppo(
         reward_fn = make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
-    eval_rows = _load_eval_rows(recipe)
+    eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
 
     optimizer = torch.optim.AdamW(
         [
@@ -218,8 +218,7 @@ def train_ppo(
                 unwrapped, reference_ctx, tokenizer, eval_rows, cfg.max_new_tokens, cfg.temperature,
                 reward_fn=reward_fn, seed=recipe.seed,
             )
-            result = {f"eval/{k}": v for k, v in metrics.items()}
-            result["_gold"] = details["gold"]
+            result = as_logged(metrics, details)
             logger.log(tag, {k: v for k, v in result.items() if not k.startswith("_")})
         accelerator.wait_for_everyone()
         return result
@@ -403,17 +402,6 @@ def _stop(reason: str, iteration: int, out: Path) -> None:
     raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
 
 
-def _load_eval_rows(recipe: Recipe) -> list[dict]:
-    cfg = recipe.ppo
-    if not cfg.eval_prompts or cfg.eval_max_prompts <= 0:
-        return []
-    path = resolve_data_path(recipe, cfg.eval_prompts)
-    if not Path(path).exists():
-        print(f"ppo: no held-out prompts at {path} (ppo.eval_prompts); gold evaluation is off")
-        return []
-    return [row for row in read_rows(path) if "prompt" in row][: cfg.eval_max_prompts]
-
-
 def _read_baseline(out: Path) -> Optional[dict]:
     import json
 
@@ -423,12 +411,7 @@ def _read_baseline(out: Path) -> Optional[dict]:
 
 def _summary(recipe: Recipe, final: dict, baseline: Optional[dict], last: Optional[dict], state, beta: float) -> dict:
     """metrics.json: the final held-out figures, the gain over the starting policy with its CI, the run's cost."""
-    summary: dict = {k: v for k, v in final.items() if not k.startswith("_")}
-    if baseline:
-        summary.update({f"start/{k[len('eval/'):]}": v for k, v in baseline.items() if not k.startswith("_")})
-    if final.get("_gold") and baseline and baseline.get("_gold"):
-        gain, lo, hi = paired_bootstrap_ci(final["_gold"], baseline["_gold"], recipe.eval.bootstrap_samples, recipe.seed)
-        summary.update({"gold_gain": gain, "gold_gain_ci95": [lo, hi]})
+    summary = gain_summary(final, baseline, recipe.eval.bootstrap_samples, recipe.seed)
     if last:
         summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "speed/"))})
     summary.update({"iterations": state.iteration, "episodes": state.episodes, "wall_s": state.wall_s, "final_beta": beta})

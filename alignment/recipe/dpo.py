@@ -1,8 +1,13 @@
-"""DPO, GRPO and RLOO hyper-parameters (TRL trainers)."""
+"""DPO, GRPO and RLOO hyper-parameters (TRL trainers).
+
+All three start from the SFT checkpoint, keep it as the KL reference, and end with the same
+held-out evaluation as PPO (gold, KL k1/k3, score), so that `rlhf eval` compares them directly.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, Optional
 
 from alignment.recipe.base import Section, option
 from alignment.recipe.sft import LoraConfig
@@ -10,23 +15,64 @@ from alignment.recipe.sft import LoraConfig
 
 @dataclass
 class DPOConfig(Section):
-    loss_type: str = option("sigmoid", help="TRL DPO loss: sigmoid, ipo, hinge, robust, ...")
-    beta: float = option(0.1, help="Strength of the implicit KL to the reference.")
+    policy: Optional[str] = option(None, help="Policy and reference checkpoint (default: the run's sft/ folder).")
+    preferences: Optional[str] = option(
+        None, help="Preference or ranking rows (default: the run's labels/preferences.jsonl export); "
+        "data.preference_sources are added to them."
+    )
+    loss_type: list[str] = option(
+        ["sigmoid"], help="TRL DPO loss(es): sigmoid (DPO), ipo, hinge, robust, exo_pair, nca_pair, bco_pair, "
+        "sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, sft; several are summed with loss_weights."
+    )
+    loss_weights: Optional[list[float]] = option(None, help="Weights of the loss types (default: 1 each).")
+    beta: float = option(0.1, help="Strength of the implicit KL to the reference (tau for IPO).")
+    label_smoothing: float = option(0.0, help="Assumed label-flip rate for robust DPO (cDPO); 0 for plain DPO.")
     epochs: float = option(2.0, help="Passes over the pairs.")
-    batch_size: int = option(32, help="Pairs per batch.")
+    max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).")
+    batch_size: int = option(32, help="Pairs per batch (per device).")
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
     learning_rate: float = option(5e-4, help="Peak learning rate.")
-    lora: LoraConfig = option(LoraConfig(), help="LoRA policy.")
+    lr_scheduler: str = option("cosine", help="transformers scheduler name.")
+    warmup_ratio: float = option(0.05, help="Share of steps spent warming up.")
+    precompute_ref_log_probs: bool = option(
+        True, help="Score every pair under the reference once before training (one reference pass, not one per epoch)."
+    )
+    gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
+    lora: LoraConfig = option(LoraConfig(), help="LoRA policy; the reference is the adapter switched off.")
+    logging_steps: int = option(10, help="Log every N steps.")
+    save_steps: int = option(100, help="Checkpoint every N steps (for resume).")
+    eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the final gold and KL evaluation.")
+    eval_max_prompts: int = option(200, help="Held-out prompts scored.")
+    max_new_tokens: int = option(32, help="Response length budget in the held-out evaluation.")
+    temperature: float = option(1.0, help="Sampling temperature of the held-out KL estimate.")
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
 
 
 @dataclass
 class OnlineRLConfig(Section):
-    total_episodes: int = option(2048, help="Prompts rolled out over the whole run.")
+    policy: Optional[str] = option(None, help="Policy and reference checkpoint (default: the run's sft/ folder).")
+    reward_model: Optional[str] = option(None, help="Reward checkpoint (default: the run's reward/ folder).")
+    reward: Literal["model", "random"] = option("model", help="'random' is the side-channel ablation (see ppo.reward).")
+    prompts: str = option("suite:prompts", help="Prompts to roll out (file or suite:<split>).")
+    total_episodes: int = option(2048, help="Completions generated over the whole run.")
     num_generations: int = option(4, help="Samples per prompt (group size).")
-    batch_size: int = option(16, help="Per-device batch size.")
+    batch_size: int = option(16, help="Completions per device per step (a multiple of num_generations).")
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
+    num_iterations: int = option(1, help="Optimisation passes per generation batch (mu in the GRPO paper).")
     learning_rate: float = option(3e-4, help="Peak learning rate.")
-    beta: float = option(0.05, help="KL coefficient against the reference.")
+    beta: float = option(0.05, help="KL coefficient against the reference (GRPO: k3 loss term; RLOO: k1 in the reward).")
+    cliprange: float = option(0.2, help="Ratio clip (epsilon).")
+    loss_type: Optional[str] = option(None, help="GRPO loss normalisation (TRL: grpo, dapo, dr_grpo, bnpo...; default TRL's).")
     temperature: float = option(1.0, help="Sampling temperature.")
     max_new_tokens: int = option(32, help="Response length budget.")
+    missing_eos_penalty: Optional[float] = option(
+        -1.0, help="Score that replaces the reward model's for a response without EOS, as in PPO (None: off)."
+    )
+    reward_clip: float = option(5.0, help="Clip normalised scores to [-c, c], as in PPO.")
     lora: LoraConfig = option(LoraConfig(), help="LoRA policy.")
+    gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
+    logging_steps: int = option(5, help="Log every N steps.")
+    save_steps: int = option(100, help="Checkpoint every N steps (for resume).")
+    eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the final gold and KL evaluation.")
+    eval_max_prompts: int = option(200, help="Held-out prompts scored.")
     report_to: list[str] = option(["tensorboard"], help="Loggers.")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 WORDS = "cat dog sun moon red blue one two three yes no the a say words".split()
-SPECIALS = ["<pad>", "<eos>", "<|user|>", "<|assistant|>", "<|end|>"]
+SPECIALS = ["<pad>", "<|end|>", "<|user|>", "<|assistant|>"]
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} <|end|> {% endfor %}"
     "{% if add_generation_prompt %}<|assistant|> {% endif %}"
@@ -27,7 +27,7 @@ def make_tokenizer():
     vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="a"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>",
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<pad>",
                                    additional_special_tokens=SPECIALS[2:])
     fast.chat_template = CHAT_TEMPLATE
     return fast

@@ -77,7 +77,7 @@ def test_sampling_is_seeded_and_respects_the_length_budget(tiny):
 
 def test_truncated_responses_decode_without_what_follows_eos(tiny):
     tok, _, _ = tiny
-    cat, dog, eos, pad = (tok.convert_tokens_to_ids(t) for t in ("cat", "dog", "<eos>", "<pad>"))
+    cat, dog, eos, pad = (tok.convert_tokens_to_ids(t) for t in ("cat", "dog", "<|end|>", "<pad>"))
     raw = torch.tensor([[cat, eos, dog, dog], [cat, dog, cat, dog], [eos, cat, cat, cat]])
     ids, mask, has_eos = truncate_after_eos(raw, [eos], pad)
     assert decode_responses(tok, ids, mask) == ["cat", "cat dog cat dog", ""]

@@ -1,0 +1,173 @@
+"""Direct preference optimisation (Rafailov et al. 2023) on the exported comparisons, through TRL.
+
+The stage: read the preference rows (the label store's export, rankings expanded to pairs,
+plus any extra preference files), train the SFT policy with TRL's DPOTrainer against the
+frozen SFT reference (with LoRA: the same weights, adapter off), with the loss variant the
+recipe names (sigmoid = DPO, ipo, hinge, robust, ...). Then the same held-out evaluation as
+PPO: gold of greedy responses, KL to the reference per sequence (k1, k3), reward-model score,
+before and after, so `metrics.json` carries the gold gain over SFT with its 95% CI.
+
+Per-row `weight` (from expanded rankings) is not used: TRL's DPO loss has no per-example
+weights. A ranking of K therefore counts as C(K,2) pairs here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from alignment.data.files import read_rows
+from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
+from alignment.errors import DataError, UserError
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
+from alignment.ppo.actor_critic import reference_mode
+from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
+from alignment.ppo.metrics_log import MetricsLogger, tensorboard_dir, trainer_callback
+from alignment.recipe import Recipe
+from alignment.run_dir import RunDir, resolve_data_path
+
+STAGE = "dpo"
+LABELS_EXPORT = "labels/preferences.jsonl"
+
+
+def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]:
+    """Every preference pair DPO trains on, and the files they came from."""
+    primary = recipe.dpo.preferences or str(run.root / LABELS_EXPORT)
+    paths = [resolve_data_path(recipe, primary)] + [resolve_data_path(recipe, s.path) for s in recipe.data.preference_sources]
+    rows: list[dict] = []
+    used = []
+    for i, path in enumerate(paths):
+        if not Path(path).exists():
+            if i == 0 and recipe.dpo.preferences is None:
+                continue  # the default export may be absent when preference_sources are given
+            raise DataError(f"{path}: file not found")
+        part = read_rows(path)
+        kind = validate_rows(part, None, path)
+        if kind == "sft":
+            raise DataError(f"{path}: DPO needs preference or ranking rows, got SFT rows")
+        rows.extend(to_preference_rows(part, kind))
+        used.append(path)
+    if not rows:
+        raise UserError(
+            f"no preference rows for DPO: expected the label export at {paths[0]} (run the labels stage) "
+            "or set dpo.preferences / data.preference_sources"
+        )
+    return rows, used
+
+
+def to_trl_pair(row: dict) -> dict:
+    """A conversational pair, so that TRL renders it with the policy's chat template."""
+    return {
+        "prompt": prompt_messages(row["prompt"]),
+        "chosen": [{"role": "assistant", "content": row["chosen"]}],
+        "rejected": [{"role": "assistant", "content": row["rejected"]}],
+    }
+
+
+def optional_reward_fn(recipe: Recipe, run: RunDir, device):
+    """The reward model's scorer for the held-out `score`, when a reward model exists."""
+    path = run.root / "reward"
+    if not (path / "config.json").is_file():
+        return None
+    from reward.scoring import RewardScorer
+
+    scorer = RewardScorer.from_pretrained(path, device=device, dtype=recipe.model.dtype)
+    return lambda prompts, responses: scorer.score(prompts, responses, normalize=True)
+
+
+def train_dpo(recipe: Recipe, force: bool = False) -> dict:
+    """Run (or resume) the DPO stage; returns its metrics."""
+    from datasets import Dataset
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import DPOConfig as TRLDPOConfig
+    from trl import DPOTrainer
+
+    cfg = recipe.dpo
+    run = RunDir(recipe)
+    if run.is_done(STAGE) and not force:
+        print(f"dpo: already complete in {run.stage_dir(STAGE)} (skipping)")
+        return run.read_metrics(STAGE)
+    if force:
+        run.clear(STAGE)
+    started = time.time()
+    out = run.stage_dir(STAGE)
+    policy_path = cfg.policy or str(run.root / "sft")
+    rows, sources = preference_rows(recipe, run)
+    device = pick_device()
+    tokenizer = load_tokenizer(policy_path, recipe.model)
+    model = load_policy(policy_path, recipe.model, device=device)
+    reference = None if cfg.lora.enabled else load_policy(policy_path, recipe.model, device=device).eval()
+    reward_fn = optional_reward_fn(recipe, run, device)
+    eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
+
+    def held_out(policy, reference_ctx) -> dict:
+        if not eval_rows:
+            return {}
+        metrics, details = evaluate_policy(policy, reference_ctx, tokenizer, eval_rows, cfg.max_new_tokens,
+                                           cfg.temperature, reward_fn=reward_fn, seed=recipe.seed)
+        return as_logged(metrics, details)
+
+    logger = MetricsLogger(out, cfg.report_to)
+    start = held_out(model, lambda: contextlib.nullcontext(model))  # before training the policy is the reference
+    logger.log(0, {k: v for k, v in start.items() if not k.startswith("_")})
+
+    args = TRLDPOConfig(
+        output_dir=str(out / "checkpoints"),
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        beta=cfg.beta,
+        loss_type=list(cfg.loss_type),
+        loss_weights=cfg.loss_weights,
+        label_smoothing=cfg.label_smoothing,
+        precompute_ref_log_probs=cfg.precompute_ref_log_probs,
+        max_length=recipe.model.max_length,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        logging_steps=cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to=[r for r in cfg.report_to if r != "none"] or "none",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        bf16=device.type == "cuda" and str(model.dtype) == "torch.bfloat16",
+        dataloader_num_workers=0,
+        disable_dropout=True,
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=args,
+        train_dataset=Dataset.from_list([to_trl_pair(r) for r in rows]),
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        callbacks=[trainer_callback(logger)],
+    )
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        print(f"dpo: resuming from {last}")
+    with tensorboard_dir(out / "tensorboard"):
+        result = trainer.train(resume_from_checkpoint=last)
+
+    policy = trainer.model
+    final = held_out(policy, lambda: reference_mode(policy, reference))
+    logger.log(result.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
+    if cfg.lora.enabled:
+        policy.save_pretrained(out / "adapter")
+        policy = policy.merge_and_unload()
+    save_model(policy, tokenizer, out)
+    summary = gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
+    summary.update({
+        "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(rows), "sources": sources,
+        "loss_type": list(cfg.loss_type), "beta": cfg.beta, "lora": cfg.lora.enabled,
+        "wall_s": round(time.time() - started, 1),
+    })
+    run.write_metrics(STAGE, summary)
+    run.mark_done(STAGE, {"model": str(out), "steps": result.global_step, "wall_s": summary["wall_s"]})
+    logger.close()
+    return summary
