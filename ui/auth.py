@@ -12,6 +12,8 @@ route answers 401 to requests without a valid session.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -40,7 +42,7 @@ def dependency(svc: LabelService):
     return signed_in_user
 
 
-def _login_page(action: str, error: str = "") -> str:
+def _login_page(action: str, next_url: str, error: str = "") -> str:
     message = f'<p class="error" id="login-error">{esc(error)}</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -58,6 +60,7 @@ def _login_page(action: str, error: str = "") -> str:
 <h1>Labeling: sign in</h1>{message}
 <label for="username">User name</label><input id="username" name="username" autocomplete="username" autofocus required>
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<input type="hidden" name="next" value="{esc(next_url)}">
 <button type="submit" id="login-button">Sign in</button>
 </form></body></html>"""
 
@@ -74,19 +77,29 @@ def add_routes(app: FastAPI, svc: LabelService, prefix: str) -> None:
     def secure(request: Request) -> bool:
         return request.headers.get("x-forwarded-proto", request.url.scheme) == "https"
 
+    def safe_next(request: Request, value: str | None) -> str:
+        """Where to go after signing in: only a page of this app (no open redirect)."""
+        home = full(request, prefix)
+        value = value or ""
+        if value.startswith(home) and not value.startswith("//") and "\\" not in value and "://" not in value:
+            return value
+        return home
+
     @app.get(login, response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request) -> HTMLResponse:
-        return HTMLResponse(_login_page(full(request, login)))
+        return HTMLResponse(_login_page(full(request, login), safe_next(request, request.query_params.get("next"))))
 
     @app.post(login, include_in_schema=False)
     async def login_submit(request: Request):
         form = await request.form()
         # scrypt and the session write run in the thread pool, not on the event loop
+        next_url = safe_next(request, str(form.get("next", "")))
         user = await run_in_threadpool(svc.authenticate, str(form.get("username", "")), str(form.get("password", "")))
         if user is None:
-            return HTMLResponse(_login_page(full(request, login), "Wrong user name or password."), status_code=401)
+            return HTMLResponse(_login_page(full(request, login), next_url, "Wrong user name or password."),
+                                status_code=401)
         token = await run_in_threadpool(svc.create_session, user.id, SESSION_TTL_S)
-        response = RedirectResponse(full(request, prefix), status_code=303)
+        response = RedirectResponse(next_url, status_code=303)
         response.set_cookie(COOKIE, token, max_age=SESSION_TTL_S, httponly=True, samesite="lax",
                             secure=secure(request), path=full(request, prefix))
         return response
@@ -121,5 +134,6 @@ def add_routes(app: FastAPI, svc: LabelService, prefix: str) -> None:
         root = request.scope.get("root_path", "").rstrip("/")
         if request.method == "GET" and (path in pages or (root and path.removeprefix(root) in pages)):
             if await run_in_threadpool(svc.session_user, session_token(request)) is None:
-                return RedirectResponse(full(request, login), status_code=303)
+                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"{full(request, login)}?next={quote(here, safe='')}", status_code=303)
         return await call_next(request)

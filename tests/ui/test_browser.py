@@ -1,0 +1,219 @@
+"""The app in a real browser: Debian's chromium driven by Playwright against the live server."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from sqlalchemy import text
+
+from alignment.data.rows import validate_rows
+from tests.ui.conftest import ADMIN, pair_rows
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+XSS_USER = '<img src=x onerror="window.__xss=7">'
+PAYLOADS = [
+    "<script>window.__xss=1</script>",
+    '<img src=x onerror="window.__xss=2">',
+    "${window.__xss=3}",
+    "{{constructor.constructor('window.__xss=4')()}}",
+    '<svg onload="window.__xss=5"></svg>',
+    "[click](javascript:window.__xss=6) **not bold**",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    import os
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield b
+        b.close()
+
+
+def sign_in(browser, server, name, password, query=""):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.dialogs = dialogs
+    page.goto(server.url + query)
+    assert "/auth/login" in page.url  # signed out: the form, nothing of the app
+    page.fill("#username", name)
+    page.fill("#password", password)
+    page.click("#login-button")
+    page.wait_for_selector("#rlhf-who")
+    return page
+
+
+def item_id(page) -> int:
+    return int(page.get_attribute(".rlhf-item[data-assignment]", "data-assignment"))
+
+
+def wait_note(page, pattern: str) -> None:
+    page.wait_for_function(
+        "(p) => { const n = document.querySelector('#rlhf-note'); return n && new RegExp(p).test(n.innerText); }",
+        arg=pattern)
+
+
+def press_and_wait(page, key: str, note: str) -> None:
+    """Press a shortcut and wait for the server's confirmation, which replaces the note."""
+    page.evaluate("() => { const n = document.querySelector('#rlhf-note'); if (n) n.remove(); }")
+    page.keyboard.press(key)
+    wait_note(page, note)
+
+
+def judgments(svc, where: str, **params) -> list:
+    with svc.engine.connect() as conn:
+        return conn.execute(text(f"SELECT * FROM judgments WHERE {where} ORDER BY id"), params).mappings().all()
+
+
+def test_labeler_uses_the_keyboard(server, browser, tmp_path):
+    svc = server.svc
+    svc.create_user("br-lab", "lab-password")
+    svc.create_campaign("br-pairs", items=pair_rows(5), overlap=1, guidelines="Prefer the correct answer.")
+    page = sign_in(browser, server, "br-lab", "lab-password", "?campaign=br-pairs")
+    page.wait_for_selector(".rlhf-item[data-assignment]")
+    assert "Prefer the correct answer." in page.inner_text("#rlhf-guidelines")
+    assert page.locator("#rlhf-choice-A").is_visible() and not page.locator("#rlhf-rank-submit").is_visible()
+    page.screenshot(path=str(tmp_path / "1-item.png"), full_page=True)
+
+    # A rationale typed and then a reload: the same item comes back with the draft.
+    first = item_id(page)
+    page.keyboard.press("r")
+    page.keyboard.type("B repeats the prompt")
+    page.keyboard.press("Escape")
+    page.reload()
+    page.wait_for_selector(".rlhf-item[data-assignment]")
+    assert item_id(page) == first
+    page.wait_for_function("() => document.querySelector('#rlhf-rationale textarea').value === 'B repeats the prompt'")
+
+    press_and_wait(page, "1", "Saved ✓")
+    (j,) = judgments(svc, "assignment_id = :a", a=first)
+    assert j["choice"] == "A" and j["rationale"] == "B repeats the prompt" and j["time_spent_s"] > 0
+
+    second = item_id(page)
+    assert second != first
+    page.fill("#rlhf-skip-reason textarea", "prompt is unclear")
+    page.click("#rlhf-item-box")  # leave the box so that keys are shortcuts again
+    press_and_wait(page, "s", "Skipped")
+    assert item_id(page) != second
+    with svc.engine.connect() as conn:
+        status, reason = conn.execute(text("SELECT status, skip_reason FROM assignments WHERE id=:a"), {"a": second}).one()
+    assert (status, reason) == ("skipped", "prompt is unclear")
+    page.screenshot(path=str(tmp_path / "2-skipped.png"), full_page=True)
+
+    press_and_wait(page, "u", "Undone")  # the accidental skip comes back
+    assert item_id(page) == second
+    press_and_wait(page, "2", "Saved ✓")
+    press_and_wait(page, "u", "Undone")  # and a judgment can be taken back
+    assert item_id(page) == second
+    (retracted,) = judgments(svc, "assignment_id = :a", a=second)
+    assert retracted["retracted_at"] is not None and retracted["choice"] == "B"
+    press_and_wait(page, "t", "Saved ✓")
+    live = judgments(svc, "assignment_id = :a AND retracted_at IS NULL", a=second)
+    assert [r["choice"] for r in live] == ["tie"]
+    assert re.search(r"You: 2 judged · 0 skipped", page.inner_text("#rlhf-progress-box"))
+    page.screenshot(path=str(tmp_path / "3-after-undo.png"), full_page=True)
+    page.context.close()
+
+
+def test_ranking_with_the_keyboard(server, browser, tmp_path):
+    svc = server.svc
+    svc.create_user("br-ranker", "rank-password")
+    svc.create_campaign("br-rank", mode="ranking", items=pair_rows(2, k=3), overlap=1)
+    page = sign_in(browser, server, "br-ranker", "rank-password", "?campaign=br-rank")
+    page.wait_for_selector("#rlhf-rank-submit")
+    assert page.locator("#rlhf-rank-C").is_visible() and not page.locator("#rlhf-rank-D").is_visible()
+    aid = item_id(page)
+    for key in ("c", "b", "Backspace", "a"):
+        page.keyboard.press(key)
+    page.wait_for_function("() => document.querySelector('#rlhf-rank textarea').value === 'C > A'")
+    page.screenshot(path=str(tmp_path / "ranking.png"), full_page=True)
+    press_and_wait(page, "Enter", "Saved ✓")
+    (j,) = judgments(svc, "assignment_id = :a", a=aid)
+    assert j["ranking_shown"] == "C>A>B"  # the last one is implied
+    page.context.close()
+
+
+def test_model_output_cannot_run_script(server, browser, tmp_path):
+    svc = server.svc
+    svc.create_user(XSS_USER, "xss-password")
+    prompt = [{"role": "system", "content": PAYLOADS[0]}, {"role": "user", "content": PAYLOADS[1] + "\n" + "long " * 3000}]
+    svc.create_campaign("br-xss", items=[{"prompt": prompt, "responses": [PAYLOADS[0] + PAYLOADS[2] + PAYLOADS[4],
+                                                                          PAYLOADS[1] + PAYLOADS[3] + PAYLOADS[5]]}],
+                        guidelines=PAYLOADS[1] + PAYLOADS[4], overlap=1)
+    page = sign_in(browser, server, XSS_USER, "xss-password", "?campaign=br-xss")
+    page.wait_for_selector(".rlhf-item[data-assignment]")
+    page.wait_for_timeout(1500)  # give any injected handler the chance to fire
+    page.screenshot(path=str(tmp_path / "xss.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None and page.dialogs == []
+    item = page.locator("#rlhf-item-box")
+    assert item.locator("img, script, svg, a, strong, iframe").count() == 0
+    shown = item.inner_text()
+    for payload in PAYLOADS:
+        assert payload in shown  # visible, as text
+    assert XSS_USER in page.inner_text("#rlhf-who")
+    # long text is scrollable, not cut: the block is shorter than its content
+    height, scroll = page.evaluate(
+        "() => { const b = document.querySelectorAll('.rlhf-turn .rlhf-text')[1]; return [b.clientHeight, b.scrollHeight]; }")
+    assert scroll > height
+    press_and_wait(page, "1", "Saved ✓")
+    assert page.evaluate("window.__xss") is None
+    page.context.close()
+
+
+def test_admin_creates_a_campaign_and_exports(server, browser, tmp_path):
+    upload = tmp_path / "candidates.jsonl"
+    upload.write_text("\n".join(json.dumps(r) for r in pair_rows(3, k=3, prefix="up")) + "\n")
+    page = sign_in(browser, server, *ADMIN)
+    page.get_by_role("tab", name="Admin").click()
+    page.wait_for_selector("#rlhf-admin-labelers")
+
+    page.get_by_role("tab", name="Campaigns").click()
+    page.fill("#rlhf-new-campaign-name textarea", "br-uploaded")
+    page.fill("#rlhf-new-campaign-guidelines textarea", "Be strict.")
+    page.set_input_files("#rlhf-new-campaign-file input[type=file]", str(upload))
+    page.wait_for_selector("#rlhf-new-campaign-file a, #rlhf-new-campaign-file .file-name, #rlhf-new-campaign-file td")
+    page.click("#rlhf-admin-create")
+    page.wait_for_function(
+        "() => /Created campaign 'br-uploaded': 9 items/.test(document.querySelector('#rlhf-admin-campaign-msg textarea').value)")
+    assert server.svc.get_campaign(server.svc.campaign_id("br-uploaded"))["guidelines"] == "Be strict."
+    page.screenshot(path=str(tmp_path / "admin-created.png"), full_page=True)
+
+    # Progress and quality of the campaign the labeler worked on, then its export.
+    page.locator("#rlhf-admin-campaign input").click()
+    page.get_by_role("option", name="br-pairs", exact=True).click()
+    page.get_by_role("tab", name="Progress & quality").click()
+    page.wait_for_function("() => document.querySelector('#rlhf-admin-labelers').innerText.includes('br-lab')")
+    page.screenshot(path=str(tmp_path / "admin-progress.png"), full_page=True)
+    page.get_by_role("tab", name="Export").click()
+    page.click("#rlhf-admin-export")
+    page.wait_for_function(
+        "() => /Exported \\d+ rows/.test(document.querySelector('#rlhf-admin-export-msg textarea').value)")
+    link = page.locator("#rlhf-admin-export-file a").first
+    href = link.get_attribute("href")
+    response = page.request.get(href if href.startswith("http") else server.url + href.lstrip("/"))
+    assert response.ok
+    rows = [json.loads(line) for line in response.text().splitlines() if line.strip()]
+    assert validate_rows(rows, None, "browser export") == "preference"
+    assert {r["labeler"] for r in rows} == {"br-lab"} and len(rows) == 1  # A-choice kept; the tie is not a pair
+    page.screenshot(path=str(tmp_path / "admin-export.png"), full_page=True)
+
+    # The XSS labeler's name appears in the admin tables of some campaign: still inert.
+    page.locator("#rlhf-admin-campaign input").click()
+    page.get_by_role("option", name="br-xss", exact=True).click()
+    page.get_by_role("tab", name="Progress & quality").click()
+    page.wait_for_function("(n) => document.querySelector('#rlhf-admin-labelers').innerText.includes(n)", arg=XSS_USER)
+    assert page.evaluate("window.__xss") is None and page.dialogs == []
+    page.context.close()
