@@ -22,7 +22,7 @@ import zlib
 from typing import Hashable, Optional
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from alignment.data.texts import words
 
@@ -33,9 +33,15 @@ class ExactDeduper:
     def __init__(self) -> None:
         self._first: dict[bytes, Hashable] = {}
 
+    @staticmethod
+    def digest(content: str) -> bytes:
+        return hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
     def check(self, key: Hashable, content: str, keep: bool = True) -> Optional[Hashable]:
         """The key of the earlier identical row, or None (and the row is remembered if `keep`)."""
-        digest = hashlib.blake2b(content.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        return self.check_digest(key, self.digest(content), keep)
+
+    def check_digest(self, key: Hashable, digest: bytes, keep: bool = True) -> Optional[Hashable]:
         earlier = self._first.get(digest)
         if earlier is None and keep:
             self._first[digest] = key
@@ -51,39 +57,55 @@ def shingles(text: str, n: int) -> set[bytes]:
 
 
 class NearDeduper:
-    """MinHash LSH over the kept rows; `check` returns the earliest kept row that is similar enough."""
+    """MinHash LSH over the kept rows; `check` returns the earliest kept row that is similar enough.
+
+    `signature` (pure, per row) and `check_signature` (order-dependent, against the index)
+    are separate so that signatures can be computed in worker processes while one process
+    keeps the index.
+    """
 
     def __init__(self, threshold: float = 0.8, num_perm: int = 128, ngram: int = 3, seed: int = 1):
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
-        self.threshold, self.num_perm, self.ngram = threshold, num_perm, ngram
+        self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
         self._template = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)  # permutations drawn once, shared
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._signatures: dict[Hashable, np.ndarray] = {}
         self._order: dict[Hashable, int] = {}
 
-    def signature(self, text: str) -> Optional[MinHash]:
+    def __getstate__(self) -> dict:
+        # worker processes need only the signature side; the index stays with the parent
+        return {"args": (self.threshold, self.num_perm, self.ngram, self.seed)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(*state["args"])
+
+    def signature(self, text: str) -> Optional[np.ndarray]:
+        """MinHash values of the text's shingles (None for a text without words)."""
         grams = shingles(text, self.ngram)
         if not grams:
             return None
         m = self._template.copy()
         m.update_batch(grams)
-        return m
+        return m.hashvalues
 
     def check(self, key: Hashable, text: str, keep: bool = True) -> Optional[tuple[Hashable, float]]:
         """(earlier key, estimated Jaccard) of the best-matching kept row, or None."""
-        m = self.signature(text)
-        if m is None:
+        return self.check_signature(key, self.signature(text), keep)
+
+    def check_signature(self, key: Hashable, values: Optional[np.ndarray], keep: bool = True) -> Optional[tuple[Hashable, float]]:
+        if values is None:
             return None
+        m = LeanMinHash(seed=self.seed, hashvalues=values, scheme=self._template.scheme)
         best: Optional[tuple[Hashable, float]] = None
         for other in self._lsh.query(m):
-            similarity = float(np.mean(self._signatures[other] == m.hashvalues))
+            similarity = float(np.mean(self._signatures[other] == values))
             if similarity >= self.threshold and (
                 best is None or (similarity, -self._order[other]) > (best[1], -self._order[best[0]])
             ):
                 best = (other, similarity)
         if best is None and keep:
             self._order[key] = len(self._order)
-            self._signatures[key] = m.hashvalues
+            self._signatures[key] = values
             self._lsh.insert(key, m, check_duplication=False)
         return best

@@ -100,6 +100,7 @@ def inspect_settings(recipe: Recipe, index: Optional[ContaminationIndex], progre
         contamination=index,
         category_key=recipe.data.category_key,
         exact_normalize=bool(f.exact_dedup and f.exact_dedup.normalize),
+        num_proc=recipe.data.num_proc,
         progress=progress,
     )
 
