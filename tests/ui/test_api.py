@@ -23,7 +23,8 @@ def test_labeler_flow_and_admin_export(server, labeler, admin_client):
     assert "api-pairs" in [c["name"] for c in labeler.predict(api_name="/campaigns")]
 
     item = labeler.predict(campaign="api-pairs", api_name="/next_item")
-    assert item["labels"] == ["A", "B"] and item["prompt"] == "p0" and "candidate_ids" not in item
+    assert item["labels"] == ["A", "B"] and item["prompt"] == "p0"
+    assert "candidate_ids" not in item and "metadata" not in item  # blind: no model identity, no answer key
     # a double-clicked submit (same client token) makes one judgment
     j1 = labeler.predict(assignment_id=item["id"], choice="A", rationale="clearer", client_token=item["token"],
                          api_name="/submit")

@@ -64,6 +64,7 @@ def test_reload_returns_the_same_assignment_in_the_same_order(svc):
     assert (a1.id, a1.candidate_ids, a1.token) == (a2.id, a2.candidate_ids, a2.token)
     assert a1.mapping == dict(zip(["A", "B"], a1.candidate_ids))
     assert sorted(a1.responses) == ["p0-r0", "p0-r1"]
+    assert a1.metadata == {"i": 0}  # for programmatic annotators; the app never shows it
 
 
 def test_pairs_from_k_responses(svc):
@@ -233,6 +234,15 @@ def test_sessions_expire_and_revoke(svc, clock):
     assert svc.session_user(t1) is None and svc.session_user(t2).id == uid
     svc.revoke_session(t2)
     assert svc.session_user(t2) is None
+
+
+def test_durability_setting(tmp_path):
+    for durable, level in ((True, 2), (False, 1)):  # PRAGMA synchronous: 2 = FULL, 1 = NORMAL
+        svc = LabelService.open(f"sqlite:///{tmp_path / f'{durable}.db'}", durable=durable)
+        with svc.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == level
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        svc.close()
 
 
 def test_audit_log_is_append_only(svc):
