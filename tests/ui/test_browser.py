@@ -125,6 +125,12 @@ def test_labeler_uses_the_keyboard(server, browser, tmp_path):
     assert [r["choice"] for r in live] == ["tie"]
     assert re.search(r"You: 2 judged · 0 skipped", page.inner_text("#rlhf-progress-box"))
     page.screenshot(path=str(tmp_path / "3-after-undo.png"), full_page=True)
+    assert page.locator("text=Admin").count() == 0  # no admin view for labelers
+
+    page.click("#rlhf-logout")
+    page.wait_for_url("**/auth/login")
+    page.goto(server.url)
+    assert "/auth/login" in page.url
     page.context.close()
 
 
