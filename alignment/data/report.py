@@ -45,7 +45,7 @@ def _stats(values: np.ndarray) -> dict:
 def entropy_bits(counts: list[int]) -> float:
     """Shannon entropy (bits) of the distribution the counts define."""
     total = sum(counts)
-    return -sum(c / total * math.log2(c / total) for c in counts if c) if total else 0.0
+    return abs(-sum(c / total * math.log2(c / total) for c in counts if c)) if total else 0.0
 
 
 def _balance(groups: list[str]) -> dict:
@@ -246,7 +246,8 @@ def _section_html(title: str, section: dict, plots: list[tuple[str, str]]) -> st
         if pref["annotators"]:
             parts.append(_table(["annotator", "rows"], [[k, v] for k, v in pref["annotators"].items()]))
     contaminated = section["contamination"]["rows"]
-    parts.append(f"<h3>Contamination: {len(contaminated)} rows overlap evaluation prompts</h3>")
+    checked = (section["contamination"]["settings"] or {}).get("eval_prompts", 0)
+    parts.append(f"<h3>Contamination: {len(contaminated)} rows overlap one of {checked} evaluation prompts</h3>")
     if contaminated:
         parts.append(
             _table(
