@@ -198,3 +198,21 @@ def test_unknown_filter_and_bad_predicates(tmp_path, tok, monkeypatch, capsys):
     assert [r["id"] for r in fx.read_jsonl(train)] == [f"r{i}" for i in range(1, 10, 2)]
     with pytest.raises(DataError, match=r"p: row 1: predicate mypreds:broken returned str"):
         run_data_stage(fx.recipe_for(tmp_path / "b", tok, src, [], "data.filters.predicate.function=mypreds:broken"), progress=False)
+
+
+def test_preference_sources_are_cleaned_into_their_own_mixture(tmp_path, tok):
+    pairs = [{"prompt": f"Question {i}?", "chosen": f"Answer {i} in full.", "rejected": "", "labeler": "a"} for i in range(20)]
+    pairs.append(dict(pairs[3]))  # an exact duplicate
+    pairs.append({"prompt": "Q?", "chosen": "", "rejected": "something", "labeler": "b"})  # empty chosen response
+    prefs = [{"path": str(fx.write_jsonl(pairs, tmp_path / "pairs.jsonl")), "name": "pairs"}]
+    sft = _sources(tmp_path, [50])
+    recipe = fx.recipe_for(tmp_path, tok, sft, [], f"data.preference_sources={json.dumps(prefs)}")
+    train = run_data_stage(recipe, progress=False)
+    out = fx.read_jsonl(train.parent / "preferences.jsonl")
+    assert len(out) == 20 and len(fx.read_jsonl(train)) == 50
+    manifest = [e for e in fx.read_jsonl(train.parent / "manifest.jsonl") if e["dataset"] == "preference"]
+    assert [(e["row"], e["filter"]) for e in manifest] == [(21, "exact_dedup"), (22, "empty")]
+    report = json.loads((train.parent / "report.json").read_text())
+    assert report["datasets"]["preference"]["preference"]["annotators"] == {"a": 21, "b": 1}
+    marker = json.loads((train.parent / "COMPLETE.json").read_text())
+    assert marker["rows"] == {"sft": 50, "preference": 20}
