@@ -133,7 +133,10 @@ def write_rows(rows: list[dict], path: Path, format: str | None = None) -> None:
     if suffix_format is None or (format is not None and format != suffix_format):
         raise UserError(f"export path {path}: use a .jsonl or .parquet file, or a folder name without a suffix "
                         f"for a datasets folder{f' (asked for {format})' if format else ''}")
+    if suffix_format != "jsonl":
+        # Parquet cannot store a struct without fields: an empty metadata object becomes null.
+        rows = [{k: (None if v == {} else v) for k, v in row.items()} for row in rows]
     try:
         write(rows, path)
-    except (TypeError, ValueError) as err:  # pyarrow cannot type mixed columns (e.g. str and chat prompts)
+    except (TypeError, ValueError, NotImplementedError) as err:  # pyarrow cannot type mixed columns
         raise UserError(f"cannot write {path} as {suffix_format}: {err}; export as .jsonl instead") from err

@@ -456,6 +456,16 @@ def test_export_ranking_all_and_majority_in_every_format(svc, tmp_path):
     assert rows[0]["agreement"] == pytest.approx(2 / 3)  # they agree on (2,0) and (2,1), not on (0,1)
 
 
+def test_columnar_export_with_empty_metadata(svc, tmp_path):
+    cid = svc.create_campaign("c", items=[{"prompt": "p", "responses": ["a", "b"]},
+                                          {"prompt": "q", "responses": ["c", "d"], "metadata": {"k": 1}}])
+    (u,) = users(svc, 1)
+    drain(svc, u, cid)
+    for target in ("x.parquet", "x_ds"):
+        assert svc.export(cid, tmp_path / target) == 2
+        assert [r["metadata"] for r in read_rows(tmp_path / target)] in ([None, {"k": 1}], [{"k": None}, {"k": 1}])
+
+
 def test_export_of_nothing_is_a_user_error(svc, tmp_path):
     cid = svc.create_campaign("c", items=pair_rows(1))
     with pytest.raises(UserError, match="nothing to export"):
