@@ -268,6 +268,15 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         svc.create_user(name, password, role=role or "labeler", actor_id=admin.id)
         return [f"Created {role or 'labeler'} {name!r}.", users_table(), ""]
 
+    @_user_errors
+    def admin_set_password(name: str, password: str, request: gr.Request) -> list:
+        admin = user_of(request, admin=True)
+        user = svc.get_user_by_name((name or "").strip())
+        if user is None:
+            raise UserError(f"no user named {name!r}")
+        svc.set_password(user.id, password, actor_id=admin.id)
+        return [f"Password of {user.name!r} changed.", ""]
+
     def admin_deactivate_user(name: str, request: gr.Request) -> list:
         return admin_set_user_active(name, False, request)
 
@@ -543,6 +552,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
                             u_role = gr.Radio(["labeler", "admin"], value="labeler", label="Role")
                         with gr.Row():
                             u_create = gr.Button("Create user", variant="primary", elem_id="rlhf-admin-create-user")
+                            u_password_btn = gr.Button("Set password", elem_id="rlhf-admin-set-password")
                             u_deactivate = gr.Button("Deactivate user", elem_id="rlhf-admin-deactivate")
                             u_reactivate = gr.Button("Reactivate user", elem_id="rlhf-admin-reactivate")
                         u_msg = gr.Textbox(label="Result", interactive=False, elem_id="rlhf-admin-user-msg")
@@ -614,6 +624,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         c_status_btn.click(admin_set_campaign_status, [adm_campaign, c_status], [c_msg, campaigns_df], **private)
         u_create.click(admin_create_user, [u_name, u_password, u_role], [u_msg, users_df, u_password],
                        trigger_mode="once", **private)
+        u_password_btn.click(admin_set_password, [u_name, u_password], [u_msg, u_password], **private)
         u_deactivate.click(admin_deactivate_user, [u_name], [u_msg, users_df], **private)
         u_reactivate.click(admin_reactivate_user, [u_name], [u_msg, users_df], **private)
         e_button.click(admin_export, [adm_campaign, e_format, e_agg, e_min_gold, e_sim, e_ties, e_gold],
