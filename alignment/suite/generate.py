@@ -139,37 +139,35 @@ def _draw(n: int, sample: Callable[[], Item], taken: set[str], split: str) -> li
     return items
 
 
-def _samplers(split: str, rng: random.Random, plan: Plan) -> list[tuple[float, Callable[[], Item]]]:
-    """(weight, sampler) pairs for a split's task prompts."""
-    def seen_train(forced_pairs: tuple[frozenset[str], ...] = ()) -> Callable[[], Item]:
-        def sample() -> Item:
-            if forced_pairs:
-                pair = rng.choice(forced_pairs)
-                family = FAMILIES[rng.choice([f for f in plan.seen if all(CONSTRAINTS[t].applies(FAMILIES[f]) for t in pair)])]
-                return task_item(rng, family, rng.randrange(plan.train_phrasings(family)), plan, forced=pair)
-            family = FAMILIES[rng.choice(plan.seen)]
-            return task_item(rng, family, rng.randrange(plan.train_phrasings(family)), plan)
-        return sample
+def _sampler(split: str, rng: random.Random, plan: Plan) -> Callable[[], Item] | None:
+    """The task-prompt sampler of a split, or None when the config leaves it empty."""
+
+    def seen(phrasings: Callable[[Family], range], pairs: tuple[frozenset[str], ...] = ()) -> Item:
+        pair = rng.choice(pairs) if pairs else None
+        names = [f for f in plan.seen if pair is None or all(CONSTRAINTS[t].applies(FAMILIES[f]) for t in pair)]
+        family = FAMILIES[rng.choice(names)]
+        return task_item(rng, family, rng.choice(phrasings(family)), plan, forced=pair)
 
     def heldout_family() -> Item:
         family = FAMILIES[rng.choice(plan.heldout)]
         return task_item(rng, family, rng.randrange(len(family.phrasings)), plan)
 
-    def heldout_phrasing() -> Item:
-        family = FAMILIES[rng.choice(plan.seen)]
-        n = len(family.phrasings)
-        return task_item(rng, family, rng.randrange(n - plan.heldout_phrasings, n), plan)
+    def training(family: Family) -> range:
+        return range(plan.train_phrasings(family))
+
+    def heldout(family: Family) -> range:
+        return range(plan.train_phrasings(family), len(family.phrasings))
 
     if split == "eval_heldout_family":
-        return [(1.0, heldout_family)] if plan.heldout else []
+        return heldout_family if plan.heldout else None
     if split == "eval_heldout_phrasing":
-        return [(1.0, heldout_phrasing)] if plan.heldout_phrasings else []
+        return (lambda: seen(heldout)) if plan.heldout_phrasings else None
     if split == "eval_heldout_constraints":
         usable = tuple(
             p for p in plan.heldout_pairs if any(all(CONSTRAINTS[t].applies(FAMILIES[f]) for t in p) for f in plan.seen)
         )
-        return [(1.0, seen_train(usable))] if usable else []
-    return [(1.0, seen_train())]
+        return (lambda: seen(training, usable)) if usable else None
+    return lambda: seen(training)
 
 
 def _rows(split: str, items: list[Item], start: int = 0) -> list[dict]:
@@ -190,13 +188,13 @@ def generate_suite(config: SuiteConfig, seed: int) -> dict[str, list[dict]]:
         if split == "safety":
             items = _draw(config.n_eval, lambda: safety_item(rng, rng.random() < 0.5), taken, split)
         else:
-            samplers = _samplers(split, rng, plan)
-            items = _draw(config.n_eval, samplers[0][1], taken, split) if samplers else []
+            sample = _sampler(split, rng, plan)
+            items = _draw(config.n_eval, sample, taken, split) if sample else []
         splits[split] = _rows(split, items)
 
     rng = random.Random(f"{seed}/prompts")
     n_safe = round(config.safety_fraction * config.n_prompts)
-    items = _draw(config.n_prompts - n_safe, _samplers("prompts", rng, plan)[0][1], taken, "prompts")
+    items = _draw(config.n_prompts - n_safe, _sampler("prompts", rng, plan), taken, "prompts")
     items += _draw(n_safe, lambda: safety_item(rng, rng.random() < 0.5), taken, "prompts")
     rng.shuffle(items)
     splits["prompts"] = _rows("prompts", items)
@@ -210,7 +208,7 @@ def _demonstrations(config: SuiteConfig, seed: int, plan: Plan, taken: set[str])
     rng = random.Random(f"{seed}/sft")
     n_safe = round(config.safety_fraction * config.n_sft)
     n_task = config.n_sft - n_safe
-    tasks = _draw(n_task, _samplers("sft", rng, plan)[0][1], taken, "sft")
+    tasks = _draw(n_task, _sampler("sft", rng, plan), taken, "sft")
     corrupted = set(rng.sample(range(n_task), round(config.demo_error_rate * n_task)))
     demos: list[tuple[Item, str, str | None]] = []
     for i, item in enumerate(tasks):
