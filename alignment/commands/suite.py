@@ -26,7 +26,10 @@ def main(args: argparse.Namespace) -> int:
     print(f"base model: {world.model_dir}")
     for split, n in info["rows"].items():
         print(f"  {split:<26} {n:>6} rows")
-    print(f"demonstrations' mean gold: {info['demo_mean_gold']:.3f} (task rows only: {info['task_demo_mean_gold']:.3f})")
+    print(
+        f"demonstrations' mean gold: {info['demo_mean_gold']:.3f} "
+        f"(task rows only: {info['task_demo_mean_gold']:.3f})"
+    )
     corrupt = {k: v for k, v in info["corruptions"].items() if k != "none"}
     print(f"corrupted demonstrations: {sum(corrupt.values())} ({', '.join(f'{k} {v}' for k, v in corrupt.items())})")
     return 0

@@ -113,7 +113,9 @@ _CONSTRAINTS = (
         "format",
         _always,
         lambda rng, f: {"type": "format", "style": rng.choice(("brackets", "commas") if f.multiword else ("brackets",))},
-        lambda c: "Wrap your answer in square brackets." if c["style"] == "brackets" else "Separate the words with commas.",
+        lambda c: {"brackets": "Wrap your answer in square brackets.", "commas": "Separate the words with commas."}[
+            c["style"]
+        ],
         _check_format,
     ),
     Constraint(

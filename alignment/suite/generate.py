@@ -89,13 +89,16 @@ def _constraints(rng: random.Random, family: Family, plan: Plan, forced: frozens
         chosen = rng.sample(sorted(forced), 2)
     else:
         while True:
-            chosen = rng.sample(types, rng.choice((1, 2)))
+            chosen = rng.sample(types, min(rng.choice((1, 2)), len(types)))
             if not any(pair <= set(chosen) for pair in plan.heldout_pairs):
                 break
     return [CONSTRAINTS[t].sample(rng, family) for t in chosen]
 
 
-def task_item(rng: random.Random, family: Family, phrasing: int, plan: Plan, forced: frozenset[str] | None = None) -> Item:
+def task_item(
+    rng: random.Random, family: Family, phrasing: int, plan: Plan, forced: frozenset[str] | None = None
+) -> Item:
+    """A task prompt of `family` in `phrasing`, with 1-2 constraints (exactly the `forced` pair if given)."""
     inputs = family.sample_inputs(rng)
     answer = family.answer(inputs)
     constraints = complete(_constraints(rng, family, plan, forced), answer)
@@ -135,7 +138,9 @@ def _draw(n: int, sample: Callable[[], Item], taken: set[str], split: str) -> li
             taken.add(item.prompt)
             items.append(item)
     if len(items) < n:
-        raise UserError(f"suite: could only draw {len(items)} distinct prompts of {n} for split {split!r}; lower the suite.n_* sizes")
+        raise UserError(
+            f"suite: could only draw {len(items)} distinct prompts of {n} for split {split!r}; lower the suite.n_* sizes"
+        )
     return items
 
 
