@@ -58,6 +58,7 @@ def model_names(baseline: str, candidates: list[str]) -> tuple[dict[str, str], s
 
 def main(args: argparse.Namespace) -> int:
     from alignment.evaluation import compare
+    from alignment.evaluation.arms import stage_or_path
     from alignment.evaluation.gates import load_gates
     from alignment.evaluation.generation_cache import DEFAULT_ROOT, GenerationCache
     from alignment.evaluation.prompts import load_prompt_sets
@@ -77,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
     gates = load_gates(gates_path, known) if gates_path else []  # before any generation: fail fast
 
     models, baseline = model_names(args.baseline, args.candidate)
-    reference = args.reference or recipe.eval.reference or args.baseline
+    reference = args.reference or (stage_or_path(recipe, recipe.eval.reference) if recipe.eval.reference else args.baseline)
     prompts = load_prompt_sets(args.prompts or recipe.eval.prompts, recipe, recipe.eval.max_prompts_per_set)
     cache = GenerationCache(None if args.no_cache else (args.cache or recipe.eval.cache_dir or DEFAULT_ROOT))
     out = Path(args.out or Path(recipe.output_dir) / "eval")

@@ -21,7 +21,7 @@ from alignment.evaluation.prompts import load_prompt_sets
 from alignment.evaluation.runner import EvalSettings, evaluate_models
 from alignment.recipe import Recipe
 from alignment.recipe.model import OFFLINE_MODEL
-from alignment.run_dir import RunDir, resolve_model_path, write_json_atomic
+from alignment.run_dir import RunDir, resolve_model_path
 
 STAGE = "eval"
 POLICY_STAGES = ("sft", "ppo", "dpo", "grpo", "rloo")
@@ -46,7 +46,8 @@ def discover_arms(recipe: Recipe) -> dict[str, str]:
     return arms
 
 
-def _stage_or_path(recipe: Recipe, value: str) -> str:
+def stage_or_path(recipe: Recipe, value: str) -> str:
+    """'sft' (a finished stage of this run) -> runs/<name>/sft; anything else as given."""
     run_path = Path(recipe.output_dir) / value
     return str(run_path) if value in POLICY_STAGES and run_path.is_dir() else value
 
@@ -71,7 +72,7 @@ def evaluate_arms(
         raise UserError(f"no model to evaluate in {run.root}: no base model and no finished policy stage")
     baseline = baseline or ("sft" if "sft" in arms else next(iter(arms)))
     if reference is None:
-        reference = _stage_or_path(recipe, recipe.eval.reference) if recipe.eval.reference else arms.get("sft")
+        reference = stage_or_path(recipe, recipe.eval.reference) if recipe.eval.reference else arms.get("sft")
     if reward is None and run.is_done("reward"):
         reward = str(run.root / "reward")
     settings = EvalSettings.from_recipe(recipe)
@@ -82,19 +83,9 @@ def evaluate_arms(
     metrics = evaluate_models(
         arms, baseline, prompts, settings, out_dir or run.stage_dir(STAGE), reward=reward, reference=reference,
         gates=gates, cache=cache, model_cfg=recipe.model, title=f"{recipe.name}: every arm against {baseline}",
+        arms=True,
     )
-    metrics["arms"] = arms_table(metrics)
-    write_json_atomic(Path(out_dir or run.stage_dir(STAGE)) / "metrics.json", metrics)
     return metrics
-
-
-def arms_table(metrics: dict) -> dict:
-    """{arm: {path, gold, heldout, retention, reward, kl.k1_seq, kl.k3_seq}} (each {value, low, high, n})."""
-    keys = ("gold", "heldout", "retention", "reward", "kl.k1_seq", "kl.k3_seq")
-    return {
-        name: {"path": m["path"], **{k: m["metrics"][k] for k in keys if k in m["metrics"]}}
-        for name, m in metrics["models"].items()
-    }
 
 
 def run_eval_stage(recipe: Recipe, force: bool = False) -> dict:

@@ -60,6 +60,9 @@ def metric_specs(retention_set: str = "eval_seen") -> dict[str, MetricSpec]:
     return {s.name: s for s in specs}
 
 
+#: The pipeline's per-arm summary (`arms` in metrics.json).
+ARM_METRICS = ("gold", "heldout", "retention", "reward", "kl.k1_seq", "kl.k3_seq")
+
 PAIR_METRICS: dict[str, str] = {
     "win_rate": "reward-model win rate P(candidate > baseline) = mean sigma(r_c - r_b)",
     "lc_win_rate": "length-controlled win rate (AlpacaEval 2 LC style regression, at zero length difference)",
@@ -154,7 +157,7 @@ def lc_disagreement(paired: dict[str, Estimate]) -> Optional[str]:
         return None
     return (
         f"raw win rate {raw:.3f} and length-controlled win rate {lc:.3f} differ by more than {DISAGREEMENT}: "
-        "part of the reward gain comes with a length change"
+        "the reward model's preference is confounded with response length"
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from alignment.evaluation.bootstrap import Estimate
+from alignment.evaluation.compare import ARM_METRICS
 
 HEADLINE = [
     "gold", "retention", "heldout", "task", "prompt_pass", "constraint_pass", "reward", "win_rate", "lc_win_rate",
@@ -189,28 +190,43 @@ def plot_overoptimisation(m: dict) -> Optional[str]:
     fig = _figure(6.5, 3.8)
     ax = fig.add_subplot(1, 1, 1)
     xs = [x for x, _ in pts]
-    plotted = False
-    for metric, color, axis in (("gold", COLORS[2], ax), ("reward", COLORS[3], None)):
+    handles = []
+    for metric, color, twin in (("gold", COLORS[2], False), ("reward", COLORS[3], True)):
         ys = [_model_point(m, n, metric) for _, n in pts]
         if any(y is None for y in ys):
             continue
-        target = axis if axis is not None else ax.twinx()
-        target.errorbar(xs, [y.value for y in ys], yerr=[[y.value - y.low for y in ys], [y.high - y.value for y in ys]],
-                        fmt="o-", color=color, capsize=3, label=f"{metric} ({'gold' if metric == 'gold' else 'proxy'})")
+        target = ax.twinx() if twin and handles else ax
+        handles.append(target.errorbar(xs, [y.value for y in ys], yerr=[[y.value - y.low for y in ys], [y.high - y.value for y in ys]],
+                                       fmt="o-", color=color, capsize=3, label=f"{metric} ({'gold' if metric == 'gold' else 'proxy'})"))
         target.set_ylabel(metric, color=color)
-        plotted = True
-    if not plotted:
+    if not handles:
         return None
     for x, n in pts:
         ax.annotate(n, (x, ax.get_ylim()[0]), fontsize=7, rotation=30, xytext=(0, 4), textcoords="offset points")
+    ax.legend(handles=handles, fontsize=8, loc="best")
     ax.set_xlabel("sqrt(KL from reference)")
     ax.set_title("Reward over-optimisation: gold vs proxy reward")
-    fig.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
     return _png(fig)
 
 
 # ---------------------------------------------------------------- markdown
+
+
+def _gate_summary(comp: dict, markdown: bool) -> str:
+    gates = comp["gates"]
+    if not gates:
+        return "no gates"
+    status = "PASS" if comp["passed"] else "FAIL"
+    counts = {s: sum(g["status"] == s for g in gates) for s in ("fail", "skipped")}
+    detail = f"{counts['fail']} of {len(gates)} failed" + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
+    label = f"**{status}**" if markdown else f'<span class="{status.lower()}">{status}</span>'
+    return f"{label} ({detail})"
+
+
+def arms_rows(m: dict) -> list[list[str]]:
+    """The pipeline's per-arm summary: gold, held-out gold, retention, reward, KL."""
+    return [[name] + [_fmt(_est(row.get(k))) for k in ARM_METRICS] for name, row in m.get("arms", {}).items()]
 
 
 def _md_cell(text: str, limit: int = 300) -> str:
@@ -243,13 +259,14 @@ def render_markdown(m: dict) -> str:
     s = m["settings"]
     out.append(f"- decoding: temperature {s['temperature']}, {s['max_new_tokens']} new tokens, seed {s['seed']}; "
                f"{s['bootstrap_samples']} paired bootstrap resamples (95% CIs)")
+    if m.get("arms"):
+        out += ["", "## Arms", "", "Mean [95% CI]; KL from the reference in nats per sequence.", "",
+                _md_table(["arm", *ARM_METRICS], [[esc(c) for c in r] for r in arms_rows(m)])]
     out += ["", "## Verdict", ""]
     rows = []
     for c in _candidates(m):
         comp = m["comparisons"][c]
-        n_fail = sum(g["status"] == "fail" for g in comp["gates"])
-        status = "PASS" if comp["passed"] else "FAIL"
-        rows.append([esc(c), f"**{status}** ({n_fail} of {len(comp['gates'])} gates failed)",
+        rows.append([esc(c), _gate_summary(comp, markdown=True),
                      ", ".join(comp["significant_regressions"]) or "none",
                      ", ".join(comp["significant_improvements"]) or "none"])
     out += [_md_table(["candidate", "gates", "significant regressions", "significant improvements"], rows), ""]
@@ -267,7 +284,7 @@ def render_markdown(m: dict) -> str:
         for w in comp["warnings"]:
             out += ["", f"> **Warning:** {esc(w)}"]
         out.append("")
-    notes = [n for model in m["models"].values() for n in model.get("notes", [])]
+    notes = list(m.get("notes", [])) + [n for model in m["models"].values() for n in model.get("notes", [])]
     if notes:
         out += ["## Notes", ""] + [f"- {esc(n)}" for n in notes] + [""]
     out += ["## Per category", ""]
@@ -342,13 +359,14 @@ def render_html(m: dict) -> str:
                  f"{s['bootstrap_samples']} paired bootstrap resamples (95% CIs)")
     parts.append("<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>")
 
+    if m.get("arms"):
+        parts.append("<h2>Arms</h2><p>Mean [95% CI]; KL from the reference in nats per sequence.</p>")
+        parts.append(_h_table(["arm", *ARM_METRICS], [[esc(c) for c in r] for r in arms_rows(m)]))
     parts.append("<h2>Verdict</h2>")
     rows = []
     for c in _candidates(m):
         comp = m["comparisons"][c]
-        status = "PASS" if comp["passed"] else "FAIL"
-        n_fail = sum(g["status"] == "fail" for g in comp["gates"])
-        rows.append([esc(c), f'<span class="{status.lower()}">{status}</span> ({n_fail} of {len(comp["gates"])} gates failed)',
+        rows.append([esc(c), _gate_summary(comp, markdown=False),
                      esc(", ".join(comp["significant_regressions"]) or "none"),
                      esc(", ".join(comp["significant_improvements"]) or "none")])
     parts.append(_h_table(["candidate", "gates", "significant regressions", "significant improvements"], rows))
@@ -364,7 +382,7 @@ def render_html(m: dict) -> str:
                 for g in comp["gates"]]
         parts.append(_h_table(["gate", "status", "evidence"], rows) if rows else "<p>No gates.</p>")
         parts += [f'<p class="warn">{esc(w)}</p>' for w in comp["warnings"]]
-    notes = [n for model in m["models"].values() for n in model.get("notes", [])]
+    notes = list(m.get("notes", [])) + [n for model in m["models"].values() for n in model.get("notes", [])]
     if notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul>")
 

@@ -271,9 +271,13 @@ def evaluate_models(
     model_cfg: Optional[ModelConfig] = None,
     title: str = "Regression evaluation",
     device=None,
+    arms: bool = False,
 ) -> dict:
     """Evaluate `models` ({name: checkpoint}) against `baseline` (one of the names) and write
-    `metrics.json`, `report.md`, `report.html` and `generations.jsonl` into `out_dir`."""
+    `metrics.json`, `report.md`, `report.html` and `generations.jsonl` into `out_dir`.
+
+    `arms=True` (the pipeline) adds an `arms` table: each model's gold, held-out gold,
+    retention and reward with their CIs, and its KL from the reference."""
     from alignment.evaluation.report import write_reports
 
     if baseline not in models:
@@ -289,9 +293,16 @@ def evaluate_models(
     started = time.time()
     cache = cache or GenerationCache(None)
     results = run_models(models, prompts, settings, reward, reference, cache, model_cfg, device)
-    context = {"title": title, "reference": reference, "reward_model": reward,
+    notes = []
+    if settings.temperature == 0 and settings.samples_per_prompt > 1:
+        notes.append(f"greedy decoding: 1 response per prompt instead of {settings.samples_per_prompt} (they would be identical)")
+    if not reference:
+        notes.append("no reference model: KL not measured")
+    context = {"title": title, "reference": reference, "reward_model": reward, "notes": notes,
                "cache": {"dir": str(cache.root) if cache.root else None, "hits": cache.hits, "misses": cache.misses}}
     metrics = summarize(results, baseline, prompts, settings, gates or [], context)
+    if arms:
+        metrics["arms"] = arms_table(metrics)
     metrics["wall_time_s"] = round(time.time() - started, 1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -299,6 +310,14 @@ def evaluate_models(
     write_reports(metrics, out)
     write_json_atomic(out / "metrics.json", metrics)
     return metrics
+
+
+def arms_table(metrics: dict) -> dict:
+    """{arm: {path, gold, heldout, retention, reward, kl.k1_seq, kl.k3_seq}} (each {value, low, high, n})."""
+    return {
+        name: {"path": m["path"], **{k: m["metrics"][k] for k in compare.ARM_METRICS if k in m["metrics"]}}
+        for name, m in metrics["models"].items()
+    }
 
 
 def _write_generations(path: Path, prompts: list[EvalPrompt], results: dict[str, ModelResult]) -> None:

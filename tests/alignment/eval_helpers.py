@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 TEXTS = [
     "Reverse the words: cat dog sun",
     "sun dog cat",
@@ -60,3 +62,15 @@ def tiny_reward(folder: Path, policy_dir: str, seed: int = 0) -> str:
 def write_prompts(path: Path, rows: list[dict]) -> str:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return str(path)
+
+
+@pytest.fixture(scope="module", autouse=False)
+def one_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine two
+    threads per process spin against each other (generation measured 20x slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from alignment.evaluation.kl import k1, k3, kl_from_reference, response_logprobs, sample_with_ids
-from tests.alignment.eval_helpers import tiny_policy
+from tests.alignment.eval_helpers import one_thread, tiny_policy  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_estimators_by_hand():
@@ -28,7 +30,7 @@ def _load(path, sharpen: float = 1.0):
 
 
 @pytest.fixture(scope="module")
-def pair(tmp_path_factory):
+def pair(tmp_path_factory, one_thread):
     tmp = tmp_path_factory.mktemp("kl")
     a = _load(tiny_policy(tmp / "a", seed=1), sharpen=20.0)
     b = _load(tiny_policy(tmp / "b", seed=2), sharpen=20.0)

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as cli
-from tests.alignment.eval_helpers import tiny_policy, tiny_reward, write_prompts
+from tests.alignment.eval_helpers import one_thread, tiny_policy, tiny_reward, write_prompts  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 EVIL = "<script>alert('x')</script>"
 ROWS = [
@@ -23,7 +25,7 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, one_thread):
     tmp = tmp_path_factory.mktemp("evalrun")
     a = tiny_policy(tmp / "a", seed=1, sharpen=20.0)
     b = tiny_policy(tmp / "b", seed=2, sharpen=20.0)
@@ -121,6 +123,17 @@ def test_failing_gate_exits_non_zero_and_passing_gates_exit_zero(world, capsys):
     comp = m["comparisons"]["a (candidate)"]
     assert comp["passed"] and not comp["significant_regressions"] and not comp["significant_improvements"]
     assert all(v["low"] <= 0.0 <= v["high"] for k, v in comp["metrics"].items() if k.endswith(".diff"))
+
+
+def test_candidates_with_another_tokenizer_are_compared_through_text(world):
+    other = tiny_policy(world["tmp"] / "other-vocab", seed=3, vocab_size=280, sharpen=20.0,
+                        texts=["entirely different words make another vocabulary"] * 10)
+    assert cli(["eval", "--baseline", world["a"], "--candidate", other, "--prompts", world["prompts"], "--reward", world["rm"],
+                "--no-gates", "--out", str(world["tmp"] / "mixed"), "--cache", str(world["tmp"] / "cache"),
+                "eval.max_new_tokens=8", "eval.bootstrap_samples=200", "eval.kl_prompts=4", "eval.temperature=1.0"]) == 0
+    m = json.loads((world["tmp"] / "mixed" / "metrics.json").read_text())
+    assert "win_rate" in m["comparisons"]["other-vocab"]["metrics"]
+    assert any("tokenizers differ" in n for n in m["models"]["other-vocab"]["notes"])
 
 
 def _one_line_error(capsys, *fragments):
