@@ -32,9 +32,18 @@ LABELS_EXPORT = "labels/preferences.jsonl"
 
 
 def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]:
-    """Every preference pair DPO trains on, and the files they came from."""
+    """Every preference pair DPO trains on, and the files they came from.
+
+    The label export (or `dpo.preferences`), plus `data.preference_sources`: cleaned by the
+    data stage when it ran (`data/preferences.jsonl`), else as given.
+    """
     primary = recipe.dpo.preferences or str(run.root / LABELS_EXPORT)
-    paths = [resolve_data_path(recipe, primary)] + [resolve_data_path(recipe, s.path) for s in recipe.data.preference_sources]
+    cleaned = run.root / "data" / "preferences.jsonl"
+    if run.is_done("data") and cleaned.is_file():  # the data stage's cleaned mixture of preference_sources
+        extra = [str(cleaned)]
+    else:
+        extra = [resolve_data_path(recipe, s.path) for s in recipe.data.preference_sources]
+    paths = [resolve_data_path(recipe, primary)] + extra
     rows: list[dict] = []
     used = []
     for i, path in enumerate(paths):

@@ -35,6 +35,7 @@ from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimat
 from alignment.ppo.losses import policy_loss, value_loss
 from alignment.ppo.masks import masked_mean, masked_sum, masked_whiten, truncate_after_eos
 from alignment.ppo.metrics_log import MetricsLogger
+from alignment.ppo.ptx import ptx_loss
 from alignment.ppo.rewards import final_scores, kl_shaped_rewards
 from alignment.ppo.rollout import (
     Episodes,
@@ -187,6 +188,7 @@ def train_ppo(
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
     eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
+    ptx_batches = _ptx_batches(recipe, run, tokenizer, micro, device) if cfg.ptx_coef > 0 else None
 
     optimizer = torch.optim.AdamW(
         [
@@ -290,6 +292,13 @@ def train_ppo(
                     mb = episodes.select(idx)
                     mb_mask, mb_adv, mb_ret = mask[idx], advantages[idx], returns[idx]
                     with accelerator.accumulate(actor, critic):
+                        if ptx_batches is not None and train_actor:
+                            # PPO-ptx: the SFT loss's gradient accumulates locally first (no_sync), and
+                            # DDP averages it with the PPO gradient in the synchronised backward below
+                            with accelerator.no_sync(actor):
+                                lm_loss = ptx_loss(actor, next(ptx_batches))
+                                accelerator.backward(cfg.ptx_coef * lm_loss)
+                            _append(stats, {"loss/ptx": lm_loss})
                         new_values = value_forward(critic, mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
                         loss = cfg.vf_coef * vf_loss
@@ -400,6 +409,15 @@ def _stop(reason: str, iteration: int, out: Path) -> None:
     last = ckpt.latest_checkpoint(out)
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
     raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
+
+
+def _ptx_batches(recipe: Recipe, run: RunDir, tokenizer, batch_size: int, device):
+    from alignment.ppo.ptx import PtxBatches
+    from alignment.sft import demonstration_rows
+
+    rows, origin = demonstration_rows(recipe, run)
+    print(f"ppo: PPO-ptx mixes in the SFT loss on {len(rows)} demonstrations from {origin}")
+    return iter(PtxBatches(tokenizer, rows, batch_size, recipe.model.max_length, recipe.seed, device))
 
 
 def _read_baseline(out: Path) -> Optional[dict]:

@@ -18,9 +18,11 @@ CONFIG = Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "cpu_2
 
 def test_two_process_run_matches_single_process_metrics_shape(tmp_path):
     policy, prompts = make_policy(tmp_path / "policy"), write_prompts(tmp_path / "prompts.jsonl")
-    settings = dict(reward="random", total_episodes=32, save_every=1)
+    settings = dict(reward="random", total_episodes=32, save_every=1, ptx_coef=0.1)  # ptx: a second forward under DDP
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text('{"prompt": "say cat", "completion": "cat"}\n' * 8)
     recipe_file = tmp_path / "recipe.yaml"
-    recipe_file.write_text("name: two-proc\n")
+    recipe_file.write_text(f"name: two-proc\ndata:\n  sources: [{{path: {demos}}}]\n")
 
     two = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(CONFIG.parents[2])}

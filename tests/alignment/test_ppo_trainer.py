@@ -96,3 +96,23 @@ def test_lora_actor_uses_its_own_base_weights_as_reference_and_saves_a_plain_mod
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "ppo")  # merged: no peft needed
     assert not any("lora" in name for name, _ in model.named_parameters())
     assert json.loads((tmp_path / "run" / "ppo" / "COMPLETE.json").read_text())["iterations"] == 2
+
+
+def test_critic_warmup_leaves_the_actor_untouched(tmp_path, world):
+    _, metrics = run(tmp_path, world, total_episodes=32, critic_warmup_steps=1, kl_coef=0.0)
+    assert "loss/policy" not in metrics[0] and "loss/value" in metrics[0]
+    assert metrics[1]["objective/kl"] == 0.0  # the second rollout still comes from the SFT policy
+    assert "loss/policy" in metrics[1]
+
+
+def test_kl_as_a_loss_term_and_ptx_mix_in(tmp_path, world):
+    demos = tmp_path / "demos.jsonl"
+    demos.write_text("".join(json.dumps({"prompt": "say cat", "completion": "cat cat"}) + "\n" for _ in range(8)))
+    recipe = load_recipe(None, tiny_overrides(tmp_path / "run", *world, total_episodes=32, kl_in="loss", kl_coef=0.5,
+                                              ptx_coef=0.5) + [f"data.sources=[{{path: {demos}}}]"])
+    train_ppo(recipe, reward_fn=cat_reward)
+    metrics = [m for m in read_metrics(tmp_path / "run" / "ppo" / "metrics.jsonl") if "iteration" in m]
+    assert all(m["objective/non_score_reward"] == 0.0 for m in metrics)  # KL left the reward...
+    assert metrics[1]["objective/kl"] > 0.0  # ...but is still measured
+    assert all(m["loss/ptx"] > 0.0 for m in metrics)
+    assert metrics[0]["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
