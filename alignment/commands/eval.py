@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", metavar="YAML",
                         help="Recipe for eval settings and for resolving suite: prompt sets (default: built-in defaults).")
     parser.add_argument("--max-prompts", type=int, metavar="N", help="Use only the first N prompts of each set.")
-    parser.add_argument("--cache", metavar="DIR", help="Generation cache folder (default: recipe eval.cache_dir or ~/.cache/rlhf/generations).")
+    parser.add_argument("--cache", metavar="DIR", help="Generation cache folder (default: recipe eval.cache_dir, else $RLHF_CACHE or ~/.cache/rlhf/generations).")
     parser.add_argument("--no-cache", action="store_true", help="Always regenerate.")
     parser.add_argument("overrides", nargs="*", metavar="key.sub=value", help="Recipe overrides, e.g. eval.temperature=0.7.")
 
@@ -60,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     from alignment.evaluation import compare
     from alignment.evaluation.arms import stage_or_path
     from alignment.evaluation.gates import load_gates
-    from alignment.evaluation.generation_cache import DEFAULT_ROOT, GenerationCache
+    from alignment.evaluation.generation_cache import GenerationCache, default_root
     from alignment.evaluation.prompts import load_prompt_sets
     from alignment.evaluation.runner import EvalSettings, evaluate_models
     from alignment.recipe import load_recipe
@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> int:
     models, baseline = model_names(args.baseline, args.candidate)
     reference = args.reference or (stage_or_path(recipe, recipe.eval.reference) if recipe.eval.reference else args.baseline)
     prompts = load_prompt_sets(args.prompts or recipe.eval.prompts, recipe, recipe.eval.max_prompts_per_set)
-    cache = GenerationCache(None if args.no_cache else (args.cache or recipe.eval.cache_dir or DEFAULT_ROOT))
+    cache = GenerationCache(None if args.no_cache else (args.cache or recipe.eval.cache_dir or default_root()))
     out = Path(args.out or Path(recipe.output_dir) / "eval")
     metrics = evaluate_models(
         models, baseline, prompts, settings, out, reward=args.reward, reference=reference, gates=gates,

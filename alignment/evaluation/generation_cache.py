@@ -17,8 +17,11 @@ from typing import Any, Optional, Sequence
 
 from alignment.run_dir import write_json_atomic
 
-#: Default cache location; `rlhf eval --cache DIR` or RLHF_CACHE override it.
-DEFAULT_ROOT = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rlhf" / "generations"
+def default_root() -> Path:
+    """$RLHF_CACHE, else $XDG_CACHE_HOME/rlhf/generations, else ~/.cache/rlhf/generations."""
+    if os.environ.get("RLHF_CACHE"):
+        return Path(os.environ["RLHF_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rlhf" / "generations"
 
 
 def checkpoint_fingerprint(path: str) -> dict:

@@ -46,8 +46,9 @@ class EvalSettings:
     @classmethod
     def from_recipe(cls, recipe) -> "EvalSettings":
         e = recipe.eval
-        return cls(e.temperature, e.max_new_tokens, e.samples_per_prompt, recipe.seed, e.bootstrap_samples,
-                   e.kl_prompts, e.batch_size, e.retention_set, e.report_examples)
+        return cls(temperature=e.temperature, max_new_tokens=e.max_new_tokens, samples_per_prompt=e.samples_per_prompt,
+                   seed=recipe.seed, bootstrap_samples=e.bootstrap_samples, kl_prompts=e.kl_prompts,
+                   batch_size=e.batch_size, retention_set=e.retention_set, examples=e.report_examples)
 
     def generation_key(self) -> dict:
         return {"temperature": self.temperature, "max_new_tokens": self.max_new_tokens,
@@ -81,6 +82,9 @@ class _Lazy:
             tokenizer = load_tokenizer(self.path, self.cfg, padding_side="left")
             self._pair = (load_policy(self.path, self.cfg, device=self.device), tokenizer)
         return self._pair
+
+    def release(self) -> None:
+        self._pair = None
 
 
 def check_checkpoint(path: str, flag: str) -> None:
@@ -148,7 +152,7 @@ def run_models(
                 full[kl_idx] = values
                 scores[f"kl.{key_name}"] = full
         results[name] = ModelResult(name, path, responses, scores, notes)
-        policy._pair = None  # free it before the next model
+        policy.release()  # free it before the next model
     if reward:
         from reward.scoring import RewardScorer
 
