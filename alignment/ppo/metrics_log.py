@@ -61,6 +61,13 @@ class MetricsLogger:
             lines += ["| " + " | ".join(cell(row[c]) for c in cols) + " |" for row in rows]
             self.writer.add_text(name, "\n".join(lines), step)
 
+    def truncate(self, after_step: int) -> None:
+        """Drop lines past `after_step` (metrics and tables), so a resumed run does not log a step twice."""
+        for path in self.folder.glob("*.jsonl"):
+            kept = [line for line in path.read_text(encoding="utf-8").splitlines()
+                    if line.strip() and json.loads(line).get("step", 0) <= after_step]
+            path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()

@@ -34,7 +34,7 @@ from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, loa
 from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
 from alignment.ppo.losses import policy_loss, value_loss
 from alignment.ppo.masks import masked_mean, masked_sum, masked_whiten, truncate_after_eos
-from alignment.ppo.metrics_log import MetricsLogger
+from alignment.ppo.metrics_log import MetricsLogger, read_metrics
 from alignment.ppo.ptx import ptx_loss
 from alignment.ppo.rewards import final_scores, kl_shaped_rewards
 from alignment.ppo.rollout import (
@@ -208,6 +208,8 @@ def train_ppo(
         accelerator.load_state(str(resume_from))
         accelerator.print(f"ppo: resuming from {resume_from} (iteration {state.iteration}, beta {kl_ctl.value:.4g})")
     logger = MetricsLogger(out, cfg.report_to, enabled=accelerator.is_main_process)
+    if resume_from is not None and accelerator.is_main_process:
+        logger.truncate(after_step=state.iteration)  # lines logged after the checkpoint are redone
     n_iterations = max(cfg.total_episodes // cfg.rollout_batch_size, 1)
     unwrapped = accelerator.unwrap_model(actor)
     reference_ctx = lambda: reference_mode(unwrapped, reference)
@@ -248,10 +250,11 @@ def train_ppo(
                                        cfg.top_k, cfg.top_p)
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
-            logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, local_mini, *tensors)
+            chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
+            logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
             with reference_ctx() as ref_model:
-                ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, local_mini, *tensors)
-            values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, local_mini, *tensors)
+                ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
+            values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, chunk, *tensors)
         texts = decode_responses(tokenizer, response_ids, response_mask)
 
         # ---- 2. score: normalised reward-model score, clipped, missing-EOS penalty
@@ -384,6 +387,8 @@ def train_ppo(
     if state.iteration < n_iterations:  # stopped early on purpose (max_iterations): not done
         logger.close()
         return last or {}
+    if last is None:  # resumed after the last iteration (killed while finishing): its metrics are on disk
+        last = next((m for m in reversed(read_metrics(out / "metrics.jsonl")) if "iteration" in m), None)
     final = evaluate(state.iteration)
     summary = _summary(recipe, final, baseline, last, state, kl_ctl.value)
     if accelerator.is_main_process:

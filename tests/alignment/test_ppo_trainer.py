@@ -53,8 +53,10 @@ def test_trivially_learnable_reward_rises_and_large_beta_holds_the_policy(tmp_pa
 def test_resume_after_kill_reaches_the_same_step_and_kl_controller_state(tmp_path, world):
     settings = dict(total_episodes=64, save_every=2, adaptive_kl=True, target_kl=0.01, kl_horizon=100)
     straight, straight_m = run(tmp_path, world, "straight", **settings)
-    _, killed_m = run(tmp_path, world, "killed", max_iterations=2, **settings)  # dies after iteration 2
-    assert len(killed_m) == 2
+    _, killed_m = run(tmp_path, world, "killed", max_iterations=3, **settings)  # dies after iteration 3...
+    assert len(killed_m) == 3
+    import shutil  # ...whose checkpoint it had not written yet
+    shutil.rmtree(tmp_path / "killed" / "ppo" / "checkpoints" / "iter-000003")
     assert not (tmp_path / "killed" / "ppo" / "COMPLETE.json").exists()
     resumed, resumed_m = run(tmp_path, world, "killed", **settings)
     assert resumed["iterations"] == straight["iterations"] == 4
