@@ -62,7 +62,7 @@ def _inspect(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, overrides)
     out = Path(args.out) if args.out else RunDir(recipe).stage_dir("data", create=False) / "inspect"
     report, inspections = inspect_recipe(recipe, progress=sys.stderr.isatty(), files=None if is_recipe else files)
-    write_report(report, inspections, out)
+    write_report(report, inspections, out, plots=recipe.data.report_plots)
     print(json.dumps(report, indent=2) if args.json else text_summary(report, out))
     return 0
 

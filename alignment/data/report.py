@@ -127,7 +127,7 @@ def summarize(inspection: Inspection, examples: int = 5) -> dict:
 
 def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
@@ -261,7 +261,7 @@ def _section_html(title: str, section: dict, plots: list[tuple[str, str]]) -> st
 
 
 def write_report(
-    report: dict, inspections: dict[str, Inspection], out_dir: str | Path, extra_html: str = ""
+    report: dict, inspections: dict[str, Inspection], out_dir: str | Path, extra_html: str = "", plots: bool = True
 ) -> tuple[Path, Path]:
     """Write report.json, report.html and findings.jsonl into `out_dir`; returns the two report paths."""
     out = Path(out_dir)
@@ -275,7 +275,8 @@ def write_report(
     (out / "findings.jsonl.tmp").replace(out / "findings.jsonl")
     body = [f"<h1>Data report{': ' + html.escape(report['recipe']) if report.get('recipe') else ''}</h1>"]
     for group, inspection in inspections.items():
-        body.append(_section_html(group, report["datasets"][group], _plots(inspection, report["datasets"][group])))
+        section = report["datasets"][group]
+        body.append(_section_html(group, section, _plots(inspection, section) if plots else []))
     body.append(extra_html)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>Data report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
     tmp = html_path.with_suffix(".html.tmp")

@@ -360,7 +360,7 @@ def _mix_and_finish(recipe, run: RunDir, report: dict, inspections, cleaned: dic
         mix_manifest += left_out
     _write_manifest(out / "manifest.jsonl", manifest + mix_manifest)
     if inspections is not None:
-        write_report(report, inspections, out, extra_html=_mixture_html(report))
+        write_report(report, inspections, out, extra_html=_mixture_html(report), plots=recipe.data.report_plots)
     else:
         from alignment.run_dir import write_json_atomic
 

@@ -137,4 +137,5 @@ class DataConfig(Section):
     )
     report_near_dedup: bool = option(True, help="Count near-duplicates in the report even when the filter is off.")
     report_examples: int = option(5, help="Example rows shown per finding in the report.")
+    report_plots: bool = option(True, help="Draw the plots of report.html (length histograms, category and findings bars).")
     num_proc: Optional[int] = option(None, help="Worker processes for the per-row checks of `inspect`; default: one per core (at most 8).")

@@ -64,6 +64,7 @@ def recipe_for(tmp: Path, tokenizer: Path, sources: list[dict], eval_sets: list[
             f"data.sources={json.dumps(sources)}",
             f"data.eval_sets={json.dumps(eval_sets)}",
             "eval.prompts=[]",
+            "data.report_plots=false",  # matplotlib is slow on a busy 2-core machine; one test draws them
             *overrides,
         ],
     )

@@ -122,6 +122,7 @@ def test_cli_clean_then_mix_with_curriculum(tmp_path, tok, capsys):
     assert rlhf(["data", "inspect", sources[0]["path"], *_overrides(tmp_path, tok, sources), "--out", str(tmp_path / "rep")]) == 0
     assert "sft: 300 sft rows" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "rep").iterdir()} >= {"report.json", "report.html", "findings.jsonl"}
+    assert (tmp_path / "rep" / "report.html").read_text().count("data:image/png;base64,") >= 2  # lengths, categories (findings)
 
 
 # --- comparisons -----------------------------------------------------------------------------
