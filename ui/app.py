@@ -324,7 +324,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         if not campaign:
             raise UserError("choose a campaign")
         cid = svc.campaign_id(campaign)
-        out = Path(tempfile.mkdtemp(prefix="rlhf-export-"))
+        out = _export_dir()
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", campaign) or "labels"
         target = out / (stem if fmt == "datasets" else f"{stem}.{fmt}")
         try:
@@ -473,7 +473,8 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
     # ---------------------------------------------------------- layout
 
     private = {"api_visibility": "private"}
-    with gr.Blocks(title="Labeling · rlhf-toolkit") as blocks:
+    # delete_cache: Gradio's copies of uploads and downloads (labels) are removed after a day.
+    with gr.Blocks(title="Labeling · rlhf-toolkit", delete_cache=(3600, 86400)) as blocks:
         with gr.Row(equal_height=True):
             who = gr.HTML(elem_id="rlhf-who-box")
             campaign = gr.Dropdown(label="Campaign", choices=[], interactive=True, scale=2, elem_id="rlhf-campaign")
@@ -637,6 +638,20 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
     blocks.max_threads = max(40, concurrency + 8)
     blocks.queue(default_concurrency_limit=concurrency, max_size=None)
     return blocks
+
+
+def _export_dir(keep_s: float = 3600) -> Path:
+    """A fresh folder for one download; folders of earlier downloads older than `keep_s` go
+    (Gradio serves its own copy of the file, and exports hold labels: don't let them pile up)."""
+    root = Path(tempfile.gettempdir()) / "rlhf-label-exports"
+    root.mkdir(exist_ok=True)
+    for old in root.iterdir():
+        try:
+            if time.time() - old.stat().st_mtime > keep_s:
+                shutil.rmtree(old, ignore_errors=True)
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(dir=root))
 
 
 def _seconds(value: Any) -> float | None:
