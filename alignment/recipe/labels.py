@@ -43,4 +43,7 @@ class LabelsConfig(Section):
         "(case, format, required ending). Choose 'tie' only when both are equally good.",
         help="Guidelines shown to labelers.",
     )
+    human_min_fraction: float = option(
+        1.0, help="source=human: share of target judgments (items x overlap) needed before the run continues."
+    )
     aggregation: Literal["majority", "all"] = option("all", help="Majority vote or every judgment kept.")
