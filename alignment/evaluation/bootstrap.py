@@ -14,6 +14,7 @@ vectorised call evaluates all B resamples.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
@@ -44,10 +45,15 @@ class Estimate:
         return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}]"
 
 
+@lru_cache(maxsize=32)
 def resample_indices(n: int, n_resamples: int, seed: int = 0) -> np.ndarray:
-    """(B, n) prompt indices drawn with replacement; the same draws serve every model."""
-    rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(n_resamples, n))
+    """(B, n) prompt indices drawn with replacement; the same draws serve every model.
+
+    Memoised (read-only): a report asks for the same (n, B, seed) draws dozens of times.
+    """
+    idx = np.random.default_rng(seed).integers(0, n, size=(n_resamples, n))
+    idx.flags.writeable = False
+    return idx
 
 
 def bootstrap(
