@@ -40,6 +40,8 @@ class Finding:
     """Where in the row: 'completion', 'messages[2].content', 'chosen', ..."""
     detail: str = ""
     """A short, masked explanation for the report and the manifest."""
+    against: str = ""
+    """What the row was compared with, when that matters: the evaluation set of a contamination."""
 
 
 # --- responses -----------------------------------------------------------------------------

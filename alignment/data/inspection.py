@@ -62,7 +62,10 @@ class Flagged:
         out = {"source": self.source, "row": self.row}
         if self.id is not None:
             out["id"] = self.id
-        out["findings"] = [{"kind": f.kind, "field": f.field, "detail": f.detail} for f in self.findings]
+        out["findings"] = [
+            {"kind": f.kind, "field": f.field, "detail": f.detail, **({"against": f.against} if f.against else {})}
+            for f in self.findings
+        ]
         return out
 
 
@@ -193,7 +196,7 @@ class RowChecker:
                 for hit in settings.contamination.find(text, instructions):
                     p = hit.prompt
                     named = f"{p.eval_set} row {p.index + 1}" + (f" ({p.id})" if p.id else "")
-                    findings.append(Finding("contaminated", "prompt", f"{hit.overlap:.2f} of the n-grams of {named}"))
+                    findings.append(Finding("contaminated", "prompt", f"{hit.overlap:.2f} of the n-grams of {named}", p.eval_set))
             delta = None
             if kind in ("preference", "ranking"):
                 more, delta = pair_stats(row, kind, n.responses)

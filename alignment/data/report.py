@@ -59,6 +59,10 @@ def _balance(groups: list[str]) -> dict:
     }
 
 
+def _finding(f) -> dict:
+    return {"kind": f.kind, "field": f.field, "detail": f.detail, **({"against": f.against} if f.against else {})}
+
+
 def summarize(inspection: Inspection, examples: int = 5) -> dict:
     """The report.json section for one inspected dataset."""
     n = inspection.n_rows
@@ -92,7 +96,7 @@ def summarize(inspection: Inspection, examples: int = 5) -> dict:
             entry["by_category"][cats[pos]] += 1
             if len(entry["examples"]) < examples:
                 mine = [f for f in flagged.findings if f.kind == kind]
-                entry["examples"].append({**flagged.as_dict(), "findings": [vars(f) for f in mine]})
+                entry["examples"].append({**flagged.as_dict(), "findings": [_finding(f) for f in mine]})
     ordered = {k: findings[k] for k in FINDING_ORDER if k in findings} | {
         k: v for k, v in findings.items() if k not in FINDING_ORDER
     }
@@ -102,7 +106,7 @@ def summarize(inspection: Inspection, examples: int = 5) -> dict:
         entry["by_category"] = dict(entry["by_category"].most_common())
 
     contaminated = [
-        {**inspection.flagged[pos].as_dict(), "findings": [vars(f) for f in inspection.flagged[pos].findings if f.kind == "contaminated"]}
+        {**inspection.flagged[pos].as_dict(), "findings": [_finding(f) for f in inspection.flagged[pos].findings if f.kind == "contaminated"]}
         for pos in inspection.rows_with("contaminated")
     ]
     section = {
@@ -114,7 +118,12 @@ def summarize(inspection: Inspection, examples: int = 5) -> dict:
         "tokens": tokens,
         "balance": {"by_source": _balance(row_source), "by_category": _balance(cats)},
         "findings": {k: {key: v[key] for key in ("rows", "rate", "by_source", "by_category", "examples")} for k, v in ordered.items()},
-        "contamination": {"settings": inspection.settings.get("contamination"), "rows": contaminated},
+        "contamination": {
+            "settings": inspection.settings.get("contamination"),
+            "rows_by_eval_set": dict(Counter(f.against for pos in inspection.rows_with("contaminated")
+                                             for f in inspection.flagged[pos].findings if f.kind == "contaminated").most_common()),
+            "rows": contaminated,
+        },
         "settings": inspection.settings,
     }
     if inspection.preference is not None:
@@ -248,6 +257,9 @@ def _section_html(title: str, section: dict, plots: list[tuple[str, str]]) -> st
     contaminated = section["contamination"]["rows"]
     checked = (section["contamination"]["settings"] or {}).get("eval_prompts", 0)
     parts.append(f"<h3>Contamination: {len(contaminated)} rows overlap one of {checked} evaluation prompts</h3>")
+    by_set = section["contamination"]["rows_by_eval_set"]
+    if by_set:
+        parts.append(_table(["evaluation set", "training rows overlapping it"], [[k, v] for k, v in by_set.items()]))
     if contaminated:
         parts.append(
             _table(

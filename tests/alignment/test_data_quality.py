@@ -56,6 +56,7 @@ def test_report_finds_each_injected_defect(world):
     named = report["datasets"]["sft"]["contamination"]["rows"]
     assert len(named) == len(inspection.rows_with("contaminated"))
     assert all("eval.jsonl row" in f["detail"] and "(ev" in f["detail"] for c in named for f in c["findings"])
+    assert report["datasets"]["sft"]["contamination"]["rows_by_eval_set"] == {str(world["eval"]): len(named)}
 
 
 def test_clean_removes_exactly_what_the_manifest_lists_and_is_idempotent(world):
