@@ -26,7 +26,7 @@ def run(tmp_path_factory, one_thread):
     root = tmp / "run"
     overrides = [
         f"output_dir={root}", "suite.n_sft=1000", "suite.n_prompts=100", "suite.n_eval=40", "data.eval_fraction=0.02",
-        "sft.max_steps=80", "sft.eval_steps=1000", "sft.save_steps=1000", "sft.logging_steps=1000",
+        "sft.max_steps=150", "sft.eval_steps=1000", "sft.save_steps=1000", "sft.logging_steps=1000",
         "sft.gold_eval_prompts=4", "sft.report_to=[none]",
         f"eval.max_prompts_per_set={PROMPTS_PER_SET}", "eval.max_new_tokens=24", "eval.kl_prompts=24",
         "eval.bootstrap_samples=1000", f"eval.cache_dir={tmp / 'cache'}",
