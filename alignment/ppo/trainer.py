@@ -173,18 +173,18 @@ def train_ppo(
     # --- models: actor (+LoRA), frozen reference (or the adapter switched off), critic, reward
     policy_path = cfg.policy or str(run.stage_dir("sft", create=False))
     reward_path = cfg.reward_model or str(run.stage_dir("reward", create=False))
+    has_reward_model = Path(reward_path, "config.json").is_file()
+    if reward_fn is None and cfg.reward == "model" and not has_reward_model:
+        raise UserError(f"no reward model at {reward_path}: run `rlhf reward` first or set ppo.reward_model")
+    if cfg.critic_init == "reward" and not has_reward_model:
+        raise UserError(f"ppo.critic_init=reward, but no reward model at {reward_path} (train it, or set ppo.critic_init=policy)")
     tokenizer = load_tokenizer(policy_path, recipe.model, padding_side="left")
+    if cfg.critic_init == "reward":
+        check_critic_tokenizer(reward_path, tokenizer)
     actor = load_actor(policy_path, recipe.model, cfg, device)
     reference = load_reference(policy_path, recipe.model, cfg, device)
-    if cfg.critic_init == "reward":
-        if not Path(reward_path, "config.json").is_file():
-            raise UserError(f"ppo.critic_init=reward, but no reward model at {reward_path} (train it, or set ppo.critic_init=policy)")
-        check_critic_tokenizer(reward_path, tokenizer)
     critic = load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
-    if reward_fn is None:
-        if cfg.reward == "model" and not Path(reward_path, "config.json").is_file():
-            raise UserError(f"no reward model at {reward_path}: run `rlhf reward` first or set ppo.reward_model")
-        reward_fn = make_reward_fn(recipe, reward_path, device)
+    reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
     eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)

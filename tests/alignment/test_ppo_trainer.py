@@ -118,3 +118,21 @@ def test_kl_as_a_loss_term_and_ptx_mix_in(tmp_path, world):
     assert metrics[1]["objective/kl"] > 0.0  # ...but is still measured
     assert all(m["loss/ptx"] > 0.0 for m in metrics)
     assert metrics[0]["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cli_names_the_missing_reward_model_in_one_line(tmp_path, world, capsys):
+    from alignment.cli import main
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("name: no-rm\n")
+    overrides = [o for o in tiny_overrides(tmp_path / "run", *world) if not o.startswith("ppo.critic_init")]
+    assert main(["ppo", str(recipe), *overrides]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("rlhf ppo: error: no reward model at") and "ppo.reward_model" in err, err
+
+
+def test_sizes_that_do_not_divide_are_named(tmp_path, world):
+    from alignment.errors import UserError
+
+    with pytest.raises(UserError, match=r"ppo.rollout_batch_size=16 must be a multiple of ppo.mini_batch_size=6"):
+        run(tmp_path, world, mini_batch_size=6)
