@@ -57,7 +57,8 @@ def generate(
         num_return_sequences=num_return_sequences,
     )
     if sampling:
-        kwargs.update(temperature=temperature, top_k=top_k or None, top_p=top_p)
+        # explicit 0 and 1.0: otherwise a checkpoint's generation_config (top_k=50 by default) applies silently
+        kwargs.update(temperature=temperature, top_k=top_k, top_p=top_p)
     try:
         devices = [device.index or 0] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
