@@ -28,7 +28,7 @@ from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path
 
 STAGE = "dpo"
-LABELS_EXPORT = "labels/preferences.jsonl"
+LABELS_EXPORT = "labels/comparisons.jsonl"  # reward.labeling.COMPARISONS_FILE
 
 
 def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]:
@@ -55,7 +55,8 @@ def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]
         kind = validate_rows(part, None, path)
         if kind == "sft":
             raise DataError(f"{path}: DPO needs preference or ranking rows, got SFT rows")
-        rows.extend(to_preference_rows(part, kind))
+        # ties and "both bad" carry no preference for DPO (exported only with reward.ties=half)
+        rows.extend(r for r in to_preference_rows(part, kind) if r.get("label") not in ("tie", "both_bad"))
         used.append(path)
     if not rows:
         raise UserError(

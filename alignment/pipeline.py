@@ -15,6 +15,7 @@ import importlib
 import inspect
 import io
 import json
+import shutil
 import sys
 import time
 import traceback
@@ -44,6 +45,21 @@ STAGE_FUNCTIONS: dict[str, str] = {
     "rloo": "alignment.online_rl:train_rloo",
     "eval": "alignment.evaluation.arms:run_eval_stage",
 }
+
+
+# `pipeline.smoke=true`: every stage shrunk to a few steps, to check a recipe end to end
+# in a couple of minutes (CI uses it). The numbers it produces mean nothing.
+SMOKE_OVERRIDES = [
+    "suite.n_sft=800", "suite.n_prompts=120", "suite.n_eval=24", "data.eval_fraction=0.05",
+    "sft.max_steps=30", "sft.eval_steps=1000", "sft.save_steps=15", "sft.gold_eval_prompts=8", "sft.report_to=[none]",
+    "labels.prompts=48", "labels.candidates_per_prompt=3",
+    "reward.max_steps=12", "reward.eval_steps=6", "reward.normalize_samples=16", "reward.bootstrap_samples=200",
+    "reward.report_to=[none]",
+    "ppo.total_episodes=64", "ppo.rollout_batch_size=16", "ppo.mini_batch_size=8", "ppo.ppo_epochs=1",
+    "ppo.save_every=1", "ppo.eval_every=0", "ppo.eval_max_prompts=8", "ppo.report_to=[none]",
+    "dpo.max_steps=6", "dpo.save_steps=3", "dpo.eval_max_prompts=8", "dpo.report_to=[none]",
+    "eval.max_prompts_per_set=8", "eval.kl_prompts=8", "eval.bootstrap_samples=200",
+]
 
 
 @dataclass
@@ -203,10 +219,19 @@ class Tee(io.TextIOBase):
 
 @contextmanager
 def logged_to(path: Path):
+    """Console output of a stage also goes to its log file.
+
+    Libraries that create logging handlers while a stage runs keep a reference to our
+    stream; after the stage it is pointed back at the console alone, never at a closed file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as log:
-        with redirect_stdout(Tee(sys.__stdout__, log)), redirect_stderr(Tee(sys.__stderr__, log)):
-            yield
+        out, err = Tee(sys.__stdout__, log), Tee(sys.__stderr__, log)
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                yield
+        finally:
+            out.streams, err.streams = (sys.__stdout__,), (sys.__stderr__,)
 
 
 def _fmt(seconds: float) -> str:
@@ -216,6 +241,8 @@ def _fmt(seconds: float) -> str:
 
 def headline(stage: str, metrics: dict) -> dict:
     """A few numbers per stage for summary.json: the ones a reader looks for first."""
+    if not isinstance(metrics, dict):
+        return {"output": str(metrics)} if metrics is not None else {}
     keys = ("gold", "accuracy", "heldout_accuracy", "kl", "score", "eval_loss", "train_loss", "rows", "judgments")
     out = {}
     for k, v in (metrics or {}).items():
@@ -282,6 +309,9 @@ def run_pipeline(recipe: Recipe, from_stage: str | None = None, dry_run: bool = 
         summary["stages"][key] = {"status": "done", "wall_time_s": round(time.time() - t0, 1),
                                   "metrics": headline(step.stage, metrics)}
         write_json_atomic(summary_path, summary)
+    report = run.root / "eval" / "report.html"
+    if report.is_file():
+        shutil.copyfile(report, run.root / "report.html")
     summary["wall_time_s"] = round(sum(s.get("wall_time_s", 0) for s in summary["stages"].values()), 1)
     write_json_atomic(summary_path, summary)
     print(f"rlhf run: complete in {_fmt(time.time() - started)}; summary: {summary_path}")

@@ -20,6 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from alignment.pipeline import run_pipeline
+    from alignment.pipeline import SMOKE_OVERRIDES, run_pipeline
+    from alignment.recipe import load_recipe
 
-    return run_pipeline(load_from_args(args), from_stage=args.from_stage, dry_run=args.dry_run)
+    recipe = load_from_args(args)
+    if recipe.pipeline.smoke:  # shrink every stage, then let the user's own overrides win
+        recipe = load_recipe(args.recipe, SMOKE_OVERRIDES + list(args.overrides))
+    return run_pipeline(recipe, from_stage=args.from_stage, dry_run=args.dry_run)
