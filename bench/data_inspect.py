@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -49,6 +50,7 @@ def main() -> int:
     n = sum(1 for _ in open(data, encoding="utf-8"))
 
     load_before = os.getloadavg()
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "alignment.cli", "data", "inspect", str(data), *overrides, "--out", str(work / "report")],
@@ -56,12 +58,18 @@ def main() -> int:
     )
     seconds = time.perf_counter() - start
     load_after = os.getloadavg()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the CLI and its worker processes
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before.ru_utime - cpu_before.ru_stime
     if proc.returncode != 0:
         print(proc.stdout, proc.stderr, sep="\n")
         return proc.returncode
     report = json.loads((work / "report" / "report.json").read_text())["datasets"]["sft"]
     print(proc.stdout)
     print(f"rows: {n}; wall time {seconds:.1f} s (inspection pass {report['seconds']} s): {n / seconds:,.0f} rows/s end to end")
+    print(
+        f"CPU time (CLI + workers): {cpu:.1f} s; with the machine to itself, 2 cores give a wall time of about "
+        f"{cpu / 2:.1f} s (if perfectly parallel) to {cpu:.1f} s (if serial)"
+    )
     print(f"target: {args.target_seconds:.0f} s -> {'met' if seconds <= args.target_seconds else 'NOT met'}")
     print(f"load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}; cores {os.cpu_count()}")
     return 0

@@ -35,10 +35,10 @@ GOLD_SPLITS = ("eval_seen", "eval_heldout_phrasing", "eval_heldout_family")
 ONLY_DECONTAMINATE = [f"data.filters.{f}=null" for f in ("encoding", "empty", "echo", "exact_dedup")]
 
 
-def _recipe(work: Path, name: str, seed: int, quick: bool, *overrides: str):
+def _recipe(work: Path, name: str, seed: int, quick: bool, *overrides: str, epochs: float | None = None):
     from alignment.recipe import load_recipe
 
-    extra = ["sft.epochs=1", "sft.max_steps=20"] if quick else []
+    extra = ["sft.epochs=1", "sft.max_steps=20"] if quick else ([f"sft.epochs={epochs}"] if epochs else [])
     return load_recipe(
         QUICKSTART,
         [f"name={name}", f"output_dir={work / name}", f"seed={seed}", "sft.gold_eval_prompts=0",
@@ -91,8 +91,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="20 training steps per run: checks the script, not the figures")
     parser.add_argument("--only", choices=["clean", "leak"], help="Run one experiment.")
+    parser.add_argument("--epochs", type=float, help="SFT epochs (default: the quickstart's).")
+    parser.add_argument("--eval-per-split", type=int, default=200, help="Held-out prompts per split for experiment 1.")
     args = parser.parse_args()
     work = Path(args.work)
+    if args.quick:
+        args.eval_per_split = min(args.eval_per_split, 30)
 
     from alignment.data.files import read_rows
     from alignment.data.synthetic import inject_defects
@@ -105,7 +109,7 @@ def main() -> int:
     sft_path = resolve_data_path(world, "suite:sft")
     evals = [resolve_data_path(world, f"suite:{s}") for s in GOLD_SPLITS]
     common = [f"model.name_or_path={Path(world.output_dir) / 'base'}", f"data.eval_sets={json.dumps(evals)}", "eval.prompts=[]"]
-    heldout = [p for s in GOLD_SPLITS for p in suite[s]]
+    heldout = [p for s in GOLD_SPLITS for p in suite[s][: args.eval_per_split]]
     results: dict = {"seed": args.seed, "quick": args.quick}
 
     if args.only in (None, "clean"):
@@ -115,8 +119,9 @@ def main() -> int:
         dirty_path = _write(dirty, work / "dirty.jsonl")
         src = [f"data.sources={json.dumps([{'path': str(dirty_path), 'name': 'dirty'}])}"]
         runs = {
-            "dirty": _recipe(work, "dirty", args.seed, args.quick, *common, *src),
-            "clean": _recipe(work, "clean", args.seed, args.quick, *common, *src, "data.filters.pii.action=drop", "data.filters.near_dedup={}"),
+            "dirty": _recipe(work, "dirty", args.seed, args.quick, *common, *src, epochs=args.epochs),
+            "clean": _recipe(work, "clean", args.seed, args.quick, *common, *src, "data.filters.pii.action=drop",
+                             "data.filters.near_dedup={}", epochs=args.epochs),
         }
         scores = {}
         for name, recipe in runs.items():
@@ -145,11 +150,13 @@ def main() -> int:
         ]
         leak_path = _write(suite["sft"] + leak_rows, work / "leaked.jsonl")
         runs = {
-            "no_leak": _recipe(work, "no_leak", args.seed, args.quick, *common, f"data.sources={json.dumps([{'path': sft_path}])}"),
-            "leak": _recipe(work, "leak", args.seed, args.quick, *common, f"data.sources={json.dumps([{'path': str(leak_path)}])}"),
+            "no_leak": _recipe(work, "no_leak", args.seed, args.quick, *common, f"data.sources={json.dumps([{'path': sft_path}])}",
+                               epochs=args.epochs),
+            "leak": _recipe(work, "leak", args.seed, args.quick, *common, f"data.sources={json.dumps([{'path': str(leak_path)}])}",
+                            epochs=args.epochs),
             "leak_decontaminated": _recipe(
                 work, "leak_decon", args.seed, args.quick, *common, f"data.sources={json.dumps([{'path': str(leak_path)}])}",
-                *ONLY_DECONTAMINATE,
+                *ONLY_DECONTAMINATE, epochs=args.epochs,
             ),
         }
         scores = {}

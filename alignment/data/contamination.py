@@ -93,7 +93,10 @@ class ContaminationIndex:
             self._counted[i] = len(kept)
 
     def find(self, text: str, instructions: Iterable[str] = ()) -> list[Overlap]:
-        """Evaluation prompts that `text` (a training row's whole text) overlaps, best first.
+        """Evaluation prompts that `text` overlaps, best first.
+
+        The data stage passes a training row's prompt turns: evaluation prompts leak into
+        instructions, and leaving the responses out makes the check several times cheaper.
 
         `instructions` are the row's user turns, compared whole against short prompts.
         """

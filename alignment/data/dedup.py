@@ -68,7 +68,9 @@ class NearDeduper:
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
         self.threshold, self.num_perm, self.ngram, self.seed = threshold, num_perm, ngram, seed
-        self._template = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)  # permutations drawn once, shared
+        # one MinHash, reset per row: its permutations are drawn once, and copy() would re-validate them every time
+        self._minhash = MinHash(num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
+        self._empty = self._minhash.hashvalues.copy()
         self._lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
         self._signatures: dict[Hashable, np.ndarray] = {}
         self._order: dict[Hashable, int] = {}
@@ -85,7 +87,8 @@ class NearDeduper:
         grams = shingles(text, self.ngram)
         if not grams:
             return None
-        m = self._template.copy()
+        m = self._minhash
+        m.hashvalues = self._empty  # update_batch builds a new array, so the reset value is never modified
         m.update_batch(grams)
         return m.hashvalues
 
@@ -96,7 +99,7 @@ class NearDeduper:
     def check_signature(self, key: Hashable, values: Optional[np.ndarray], keep: bool = True) -> Optional[tuple[Hashable, float]]:
         if values is None:
             return None
-        m = LeanMinHash(seed=self.seed, hashvalues=values, scheme=self._template.scheme)
+        m = LeanMinHash(seed=self.seed, hashvalues=values, scheme=self._minhash.scheme)
         best: Optional[tuple[Hashable, float]] = None
         for other in self._lsh.query(m):
             similarity = float(np.mean(self._signatures[other] == values))

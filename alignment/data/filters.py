@@ -177,7 +177,7 @@ class Decontaminate(Filter):
     def one(self, item, kind):
         text = row_text(item.row, kind)
         instructions = [m["content"] for m in text.prompt_messages if m["role"] == "user"]
-        hits = self.index.find(joined_text(item.row, kind), instructions)
+        hits = self.index.find("\n".join(m["content"] for m in text.prompt_messages), instructions)
         if not hits:
             return None
         p = hits[0].prompt

@@ -192,8 +192,9 @@ class RowChecker:
                 findings.append(Finding("truncated", "*", f"{n.total} tokens > max_length {self.counter.max_length}"))
             text = joined_text(row, kind)
             if settings.contamination is not None:
-                instructions = [m["content"] for m in row_text(row, kind).prompt_messages if m["role"] == "user"]
-                for hit in settings.contamination.find(text, instructions):
+                prompt = row_text(row, kind).prompt_messages
+                instructions = [m["content"] for m in prompt if m["role"] == "user"]
+                for hit in settings.contamination.find("\n".join(m["content"] for m in prompt), instructions):
                     p = hit.prompt
                     named = f"{p.eval_set} row {p.index + 1}" + (f" ({p.id})" if p.id else "")
                     findings.append(Finding("contaminated", "prompt", f"{hit.overlap:.2f} of the n-grams of {named}", p.eval_set))
