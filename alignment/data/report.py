@@ -273,22 +273,28 @@ def _section_html(title: str, section: dict, plots: list[tuple[str, str]]) -> st
 
 
 def write_report(
-    report: dict, inspections: dict[str, Inspection], out_dir: str | Path, extra_html: str = "", plots: bool = True
+    report: dict, inspections: Optional[dict[str, Inspection]], out_dir: str | Path, extra_html: str = "", plots: bool = True
 ) -> tuple[Path, Path]:
-    """Write report.json, report.html and findings.jsonl into `out_dir`; returns the two report paths."""
+    """Write report.json, report.html and findings.jsonl into `out_dir`; returns the two report paths.
+
+    Without `inspections` (re-mixing an earlier clean), the HTML is rebuilt from report.json
+    alone, without plots, and findings.jsonl is left as it was.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path, html_path = out / "report.json", out / "report.html"
     write_json_atomic(json_path, report)
-    with open(out / "findings.jsonl.tmp", "w", encoding="utf-8") as f:
-        for group, inspection in inspections.items():
-            for _, flagged in sorted(inspection.flagged.items()):
-                f.write(json.dumps({"dataset": group, **flagged.as_dict()}, ensure_ascii=False) + "\n")
-    (out / "findings.jsonl.tmp").replace(out / "findings.jsonl")
+    if inspections is not None:
+        with open(out / "findings.jsonl.tmp", "w", encoding="utf-8") as f:
+            for group, inspection in inspections.items():
+                for _, flagged in sorted(inspection.flagged.items()):
+                    f.write(json.dumps({"dataset": group, **flagged.as_dict()}, ensure_ascii=False) + "\n")
+        (out / "findings.jsonl.tmp").replace(out / "findings.jsonl")
     body = [f"<h1>Data report{': ' + html.escape(report['recipe']) if report.get('recipe') else ''}</h1>"]
-    for group, inspection in inspections.items():
-        section = report["datasets"][group]
-        body.append(_section_html(group, section, _plots(inspection, section) if plots else []))
+    for group, section in report.get("datasets", {}).items():
+        inspection = (inspections or {}).get(group)
+        drawn = _plots(inspection, section) if plots and inspection is not None else []
+        body.append(_section_html(group, section, drawn))
     body.append(extra_html)
     page = f"<!doctype html><html><head><meta charset='utf-8'><title>Data report</title><style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
     tmp = html_path.with_suffix(".html.tmp")

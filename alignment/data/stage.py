@@ -359,12 +359,7 @@ def _mix_and_finish(recipe, run: RunDir, report: dict, inspections, cleaned: dic
         report["mixture"][group], left_out = mix_group(recipe, group, index, work, out / OUTPUTS[group], counter)
         mix_manifest += left_out
     _write_manifest(out / "manifest.jsonl", manifest + mix_manifest)
-    if inspections is not None:
-        write_report(report, inspections, out, extra_html=_mixture_html(report), plots=recipe.data.report_plots)
-    else:
-        from alignment.run_dir import write_json_atomic
-
-        write_json_atomic(out / "report.json", report)
+    write_report(report, inspections, out, extra_html=_mixture_html(report), plots=recipe.data.report_plots)
     info = {
         "outputs": {g: str(out / OUTPUTS[g]) for g in cleaned},
         "rows": {g: report["mixture"][g]["total_rows"] for g in cleaned},

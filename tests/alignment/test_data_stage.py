@@ -118,6 +118,8 @@ def test_cli_clean_then_mix_with_curriculum(tmp_path, tok, capsys):
     out = fx.read_jsonl(tmp_path / "run" / "data" / "train.jsonl")
     assert len(out) == 400 and [r["difficulty"] for r in out] == sorted(r["difficulty"] for r in out)
     assert (tmp_path / "run" / "data" / "COMPLETE.json").is_file()
+    assert "curriculum" in json.loads((tmp_path / "run" / "data" / "report.json").read_text())["mixture"]["sft"]
+    assert "Mixture (sft): 400 rows" in (tmp_path / "run" / "data" / "report.html").read_text()
     # inspect a file with the same settings: report files and a summary
     assert rlhf(["data", "inspect", sources[0]["path"], *_overrides(tmp_path, tok, sources), "--out", str(tmp_path / "rep")]) == 0
     assert "sft: 300 sft rows" in capsys.readouterr().out
