@@ -13,15 +13,34 @@ from alignment.recipe.sft import LoraConfig
 class RewardConfig(Section):
     init_from: Literal["sft", "base"] = option("sft", help="Initialise the backbone from the SFT checkpoint or the base model.")
     model_name_or_path: Optional[str] = option(None, help="Explicit backbone; overrides init_from.")
+    comparisons: list[str] = option(
+        [],
+        help="Preference or ranking files to train on. Empty: the labels stage's export "
+        "(<output_dir>/labels/comparisons.jsonl), or labels.file when labels.source=file; "
+        "data.preference_sources are always added.",
+    )
     epochs: float = option(2.0, help="Passes over the comparisons.")
-    batch_size: int = option(32, help="Pairs per batch.")
+    max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).")
+    batch_size: int = option(16, help="Prompts per batch; all comparisons of a prompt share one batch (InstructGPT).")
     learning_rate: float = option(1e-3, help="Peak learning rate.")
+    lr_scheduler: str = option("linear", help="transformers scheduler name.")
+    warmup_ratio: float = option(0.05, help="Share of steps spent warming up.")
     weight_decay: float = option(0.0, help="AdamW weight decay.")
     use_margin: bool = option(True, help="Subtract the row's margin inside the Bradley-Terry sigmoid.")
-    ties: Literal["exclude", "half"] = option("exclude", help="How tie judgments enter the loss.")
-    eval_fraction: float = option(0.1, help="Comparisons held out for accuracy and early stopping.")
-    early_stopping_patience: int = option(3, help="Evaluations without accuracy gain before stopping.")
-    eval_steps: int = option(50, help="Evaluate every N steps.")
+    ties: Literal["exclude", "half"] = option(
+        "exclude", help="Tie and both-bad judgments: dropped (counted), or trained towards P = 1/2."
+    )
+    center_rewards_coefficient: Optional[float] = option(
+        None, help="Weight of the mean((r_c + r_r)^2) term that keeps rewards near 0 (TRL; 0.01 is typical)."
+    )
+    eval_fraction: float = option(0.1, help="Share of prompts whose comparisons are held out (accuracy, early stopping).")
+    early_stopping_patience: int = option(3, help="Evaluations without accuracy gain before stopping (0: off).")
+    eval_steps: int = option(50, help="Evaluate (and checkpoint) every N steps.")
+    logging_steps: int = option(10, help="Log every N steps.")
     lora: LoraConfig = option(LoraConfig(), help="Parameter-efficient training.")
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
-    normalize_samples: int = option(256, help="SFT responses scored to compute the reward mean and std.")
+    normalize_samples: int = option(256, help="Reference (SFT) responses scored to compute the reward mean and std.")
+    category_column: Optional[str] = option(
+        None, help="Column for per-category accuracy (a key or metadata.<key>); default: suite family and constraints."
+    )
+    bootstrap_samples: int = option(2000, help="Bootstrap resamples for the accuracy CI.")

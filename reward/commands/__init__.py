@@ -1,0 +1,1 @@
+"""`rlhf reward` and `rlhf reward-eval`."""

@@ -1,0 +1,216 @@
+"""The reward stage of a run: comparisons in, a scored and evaluated reward checkpoint out.
+
+`train_reward(recipe)` is what `rlhf reward` and `rlhf run` call. It writes, into
+`runs/<name>/reward/`:
+
+- the reward model: a save_pretrained `AutoModelForSequenceClassification(num_labels=1)`
+  folder with its tokenizer (LoRA adapters are merged, so plain transformers loads it);
+- `reward_stats.json`: mean and std of raw rewards on reference (SFT) responses;
+- `metrics.json`: data counts (with every dropped row by reason), training summary and the
+  held-out evaluation (reward/evaluation.py); `calibration.png`;
+- `checkpoints/` (resume) and `tensorboard/`; `COMPLETE.json` last.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from alignment.errors import DataError, UserError
+from alignment.recipe import Recipe
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path
+from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
+from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE
+
+STAGE = "reward"
+
+
+def comparison_files(recipe: Recipe, run: RunDir) -> list[str]:
+    """Where this run's comparisons come from (see `reward.comparisons` in the recipe)."""
+    files = list(recipe.reward.comparisons)
+    if not files:
+        if recipe.labels.source == "file":
+            if not recipe.labels.file:
+                raise UserError("labels.source=file but labels.file is not set")
+            files.append(recipe.labels.file)
+        else:
+            exported = run.stage_dir("labels", create=False) / COMPARISONS_FILE
+            if not exported.is_file():
+                raise UserError(
+                    f"no comparisons: {exported} does not exist. Run the labels stage (`rlhf run`), export "
+                    "the labeling campaign there (`rlhf label export`), or set reward.comparisons / labels.file"
+                )
+            files.append(str(exported))
+    files += [resolve_data_path(recipe, s.path) for s in recipe.data.preference_sources]
+    return files
+
+
+def load_comparisons(files: list[str], ties: str, use_margin: bool) -> Comparisons:
+    rows = []
+    for path in files:
+        rows += read_comparison_file(path)
+    comparisons = prepare(rows, ties=ties, use_margin=use_margin)
+    comparisons.sources = files
+    if not comparisons.rows:
+        raise DataError(f"{', '.join(files)}: no usable comparisons ({comparisons.report()})")
+    return comparisons
+
+
+def backbone_path(recipe: Recipe, run: RunDir) -> str:
+    cfg = recipe.reward
+    if cfg.model_name_or_path:
+        return cfg.model_name_or_path
+    if cfg.init_from == "sft":
+        sft = run.stage_dir("sft", create=False)
+        if not (sft / "config.json").is_file():
+            raise UserError(f"reward.init_from=sft but there is no SFT checkpoint at {sft}; run `rlhf sft` first "
+                            "or set reward.init_from=base")
+        return str(sft)
+    return resolve_model_path(recipe)
+
+
+@contextmanager
+def _tensorboard_dir(path: Path):
+    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = old
+
+
+def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n: int) -> tuple[list, list[str], str]:
+    """(prompts, responses, source) on which to compute the normalisation statistics.
+
+    Preferred: the run's SFT samples (`samples/candidates.jsonl`), which are exactly the
+    reference policy's responses. Without them, fresh samples from the SFT checkpoint on the
+    comparisons' prompts; without an SFT checkpoint either, the comparisons' own responses
+    (said in the source field, since they may come from another policy).
+    """
+    candidates = run.stage_dir("samples", create=False) / CANDIDATES_FILE
+    if candidates.is_file():
+        from alignment.data.files import read_rows
+
+        rows = read_rows(candidates)
+        pairs = [(r["prompt"], resp if isinstance(resp, str) else resp["text"]) for r in rows for resp in r["responses"]]
+        pairs = pairs[:n]
+        return [p for p, _ in pairs], [r for _, r in pairs], f"SFT samples ({candidates})"
+    prompts = list({repr(r["prompt"]): r["prompt"] for r in comparisons.rows}.values())[:n]
+    sft = run.stage_dir("sft", create=False)
+    if (sft / "config.json").is_file():
+        from alignment.generation import generate
+        from alignment.models import load_policy, load_tokenizer
+
+        tok = load_tokenizer(str(sft), recipe.model)
+        policy = load_policy(str(sft), recipe.model)
+        responses = generate(policy, tok, prompts, max_new_tokens=recipe.labels.max_new_tokens,
+                             temperature=recipe.labels.sample_temperature, seed=recipe.seed)
+        return prompts, responses, f"fresh SFT samples ({sft})"
+    rows = comparisons.rows[:n]
+    return ([r["prompt"] for r in rows] * 2, [r["chosen"] for r in rows] + [r["rejected"] for r in rows],
+            "comparison responses (no SFT policy in this run)")
+
+
+def train_reward(recipe: Recipe, force: bool = False) -> dict:
+    """Run the reward stage (resuming an interrupted run); returns its metrics."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from alignment.models import load_tokenizer, lora_config, pick_device, save_model
+    from reward.evaluation import format_table, plot_calibration
+    from reward.scoring import RewardScorer, RewardStats
+    from reward.training import BradleyTerryTrainer, PairCollator, trl_args
+
+    run = RunDir(recipe)
+    run.save_recipe()
+    if run.is_done(STAGE) and not force:
+        print(f"reward: already complete in {run.stage_dir(STAGE)} (skipping)")
+        return run.read_metrics(STAGE)
+    if force:
+        run.clear(STAGE)
+    started = time.time()
+    ensure_offline_world(recipe)
+    cfg = recipe.reward
+    out = run.stage_dir(STAGE)
+
+    comparisons = load_comparisons(comparison_files(recipe, run), cfg.ties, cfg.use_margin)
+    init = backbone_path(recipe, run)
+    tokenizer = load_tokenizer(init, recipe.model)
+    train_rows, eval_rows = split_by_prompt(comparisons.rows, cfg.eval_fraction, recipe.seed)
+    train_c, eval_c = Comparisons(train_rows, comparisons.dropped), Comparisons(eval_rows, comparisons.dropped)
+    train_tok = tokenize(train_c, tokenizer, recipe.model.max_length)
+    eval_tok = tokenize(eval_c, tokenizer, recipe.model.max_length)
+    if not train_tok:
+        raise DataError(f"no comparisons left to train on ({comparisons.report()})")
+    comparisons.rows = train_c.rows + eval_c.rows
+    print(f"reward: {comparisons.report()}; {len(train_c.rows)} train / {len(eval_c.rows)} held out")
+
+    device = pick_device()
+    model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok))
+    callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []
+    trainer = BradleyTerryTrainer(
+        model=model,
+        args=args,
+        data_collator=PairCollator(tokenizer.pad_token_id),
+        train_dataset=Dataset.from_list(train_tok),
+        eval_dataset=Dataset.from_list(eval_tok) if eval_tok else None,
+        processing_class=tokenizer,
+        peft_config=lora_config(cfg.lora, task_type="SEQ_CLS") if cfg.lora.enabled else None,
+        callbacks=callbacks,
+    )
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last:
+        print(f"reward: resuming from {last}")
+    with _tensorboard_dir(out / "tensorboard"):
+        result = trainer.train(resume_from_checkpoint=last)
+    train_time = time.time() - started
+
+    model = trainer.model
+    if cfg.lora.enabled:
+        model = model.merge_and_unload()
+    model = model.to(device).eval()
+    scorer = RewardScorer(model, tokenizer, stats=None, max_length=recipe.model.max_length)
+
+    prompts, responses, source = reference_responses(recipe, run, comparisons, cfg.normalize_samples)
+    stats = RewardStats.of(scorer.raw_scores(prompts, responses))
+    save_model(model, tokenizer, out)
+    stats.save(out)
+
+    metrics = {
+        "data": {"sources": comparisons.sources, "train_pairs": len(train_c.rows), "eval_pairs": len(eval_c.rows),
+                 "train_groups": len(train_tok),
+                 "dropped": dict(comparisons.dropped), "init_from": init},
+        "train": {"steps": result.global_step, "train_loss": result.training_loss,
+                  "best_eval_accuracy": trainer.state.best_metric, "best_checkpoint": trainer.state.best_model_checkpoint,
+                  "wall_time_s": round(train_time, 1), "device": device.type, "lora": cfg.lora.enabled},
+        "normalization": {"mean": stats.mean, "std": stats.std, "n": stats.n, "source": source},
+    }
+    held = [r for r in eval_c.rows if r["target"] == 1.0]
+    if held:
+        metrics["eval"] = evaluate_rows(scorer, held, cfg)
+        plot_calibration(metrics["eval"], out / "calibration.png")
+        print(format_table(metrics["eval"]))
+    metrics["wall_time_s"] = round(time.time() - started, 1)
+    run.write_metrics(STAGE, metrics)
+    run.mark_done(STAGE, {"model": str(out), "wall_time_s": metrics["wall_time_s"]})
+    print(f"reward: saved {out} (train {train_time:.0f}s, total {metrics['wall_time_s']:.0f}s)")
+    return metrics
+
+
+def evaluate_rows(scorer, rows: list[dict], cfg, batch_size: int = 64) -> dict:
+    """Score held-out strict preferences and compute every metric of reward/evaluation.py."""
+    from reward.evaluation import evaluate_pairs
+
+    prompts = [r["prompt"] for r in rows]
+    rc = scorer.raw_scores(prompts, [r["chosen"] for r in rows], batch_size=batch_size)
+    rr = scorer.raw_scores(prompts, [r["rejected"] for r in rows], batch_size=batch_size)
+    return evaluate_pairs(rows, rc.numpy(), rr.numpy(), category_column=cfg.category_column,
+                          bootstrap_samples=cfg.bootstrap_samples)

@@ -1,0 +1,116 @@
+"""Reward-model training on TRL's RewardTrainer, with the four things it lacks.
+
+TRL 1.16's RewardTrainer computes −log σ(r_c − r_r − margin) averaged over the batch and
+reads the reward through transformers' pooling. We keep everything else it gives
+(transformers Trainer: checkpoints, resume, TensorBoard, early stopping, LoRA through peft,
+accelerate) and override only:
+
+1. the loss: our `bradley_terry_loss`, which adds per-pair weights (rankings expanded to
+   pairs weigh 1/C(K,2)) and soft targets (ties at ½), both of which TRL drops;
+2. the reward read-out: `reward.encoding.sequence_rewards`, the same function scoring uses,
+   so training and PPO read the reward at the same token (TRL's pooling skips a final EOS
+   when pad == eos);
+3. the batching: all comparisons of a prompt form one example and each distinct response
+   is scored once (InstructGPT; `reward.comparisons.tokenize`), where TRL scores every
+   pair's two sequences;
+4. the held-out accuracy: the exact fraction of strict pairs ranked right (TRL averages
+   per-batch means), which is the metric early stopping watches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from trl import RewardConfig as TRLRewardConfig
+from trl import RewardTrainer
+
+from reward.bradley_terry import bradley_terry_loss
+from reward.encoding import pad_sequences, sequence_rewards
+
+
+@dataclass
+class PairCollator:
+    """Every response of the batch's examples in one right-padded batch, and the pairs as
+    indices into it (see `reward.comparisons.tokenize`), with margin, weight and target."""
+
+    pad_token_id: int
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        seqs, pairs = [], []
+        for e in examples:
+            pairs += [[len(seqs) + c, len(seqs) + r] for c, r in e["pairs"]]
+            seqs += e["input_ids"]
+        input_ids, attention_mask = pad_sequences(seqs, self.pad_token_id, "right")
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
+                 "pairs": torch.tensor(pairs, dtype=torch.long)}
+        for key in ("margin", "weight", "target"):
+            batch[key] = torch.tensor([float(v) for e in examples for v in e[key]], dtype=torch.float)
+        return batch
+
+
+class BradleyTerryTrainer(RewardTrainer):
+    """TRL's RewardTrainer with weighted, tie-aware Bradley–Terry loss (see module docstring)."""
+
+    def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
+        return dataset  # tokenized and grouped by `reward.comparisons.tokenize`
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["input_ids", "pairs", "margin", "weight", "target"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        rewards = sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"])
+        r_chosen, r_rejected = rewards[inputs["pairs"][:, 0]], rewards[inputs["pairs"][:, 1]]
+        loss = bradley_terry_loss(
+            r_chosen, r_rejected,
+            margin=inputs["margin"], weight=inputs["weight"], target=inputs["target"],
+            center_coefficient=self.args.center_rewards_coefficient,
+        )
+        with torch.no_grad():
+            strict = inputs["target"] == 1.0
+            diff = self.accelerator.gather_for_metrics((r_chosen - r_rejected)[strict].float())
+            # one entry per pair, so TRL's list mean in `log` is the exact accuracy
+            self._metrics[mode]["accuracy"].extend(((diff > 0).float() + 0.5 * (diff == 0).float()).tolist())
+            self._metrics[mode]["margin"].append(diff.mean().item() if diff.numel() else 0.0)
+            self._metrics[mode]["mean_reward"].append(rewards.mean().item())
+        return (loss, {"rewards": rewards}) if return_outputs else loss
+
+
+def trl_args(cfg, output_dir: str, seed: int, n_train: int, has_eval: bool, **overrides) -> TRLRewardConfig:
+    """TRL RewardConfig from our recipe section (`alignment.recipe.reward.RewardConfig`)."""
+    steps_per_epoch = max(1, -(-n_train // cfg.batch_size))  # n_train counts prompt groups
+    eval_steps = max(1, min(cfg.eval_steps, steps_per_epoch))
+    kwargs = dict(
+        output_dir=output_dir,
+        seed=seed,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=max(cfg.batch_size, 64),
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of all steps
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=1.0,
+        center_rewards_coefficient=cfg.center_rewards_coefficient,
+        max_length=None,  # over-long pairs are dropped and counted before training
+        remove_unused_columns=True,
+        prediction_loss_only=True,
+        logging_steps=max(1, min(cfg.logging_steps, eval_steps)),
+        eval_strategy="steps" if has_eval else "no",
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=has_eval,
+        metric_for_best_model="eval_accuracy" if has_eval else None,
+        greater_is_better=True,
+        report_to=[r for r in cfg.report_to if r != "none"] or "none",
+        disable_tqdm=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+    )
+    kwargs.update(overrides)
+    return TRLRewardConfig(**kwargs)
