@@ -17,7 +17,7 @@ from alignment.recipe.sft import LoraConfig
 class DPOConfig(Section):
     policy: Optional[str] = option(None, help="Policy and reference checkpoint (default: the run's sft/ folder).")
     preferences: Optional[str] = option(
-        None, help="Preference or ranking rows (default: the run's labels/preferences.jsonl export); "
+        None, help="Preference or ranking rows (default: the run's labels/comparisons.jsonl export); "
         "data.preference_sources are added to them."
     )
     loss_type: list[str] = option(

@@ -73,5 +73,5 @@ def test_dpo_loss_variant_and_lora_run(tmp_path, world):
 
 def test_missing_preferences_are_named(tmp_path, world):
     recipe = load_recipe(None, [f"output_dir={tmp_path / 'run'}", f"dpo.policy={world[0]}"])
-    with pytest.raises(UserError, match=r"labels/preferences.jsonl"):
+    with pytest.raises(UserError, match=r"labels/comparisons.jsonl"):
         train_dpo(recipe)
