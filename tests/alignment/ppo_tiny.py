@@ -20,11 +20,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_tokenizer():
+def make_tokenizer(words: list[str] = WORDS):
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
+    vocab = {w: i for i, w in enumerate(SPECIALS + words)}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="a"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|end|>", pad_token="<pad>",
@@ -48,6 +48,21 @@ def make_policy(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2) ->
     model.generation_config.eos_token_id = tok.eos_token_id
     model.save_pretrained(path)
     tok.save_pretrained(path)
+    return Path(path)
+
+
+def make_reward_model(path: Path, seed: int = 1, hidden: int = 16) -> Path:
+    """A random reward model with its OWN tokenizer (another vocabulary order) and reward_stats.json."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    tok = make_tokenizer(list(reversed(WORDS)) + ["zebra"])
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, num_labels=1)
+    LlamaForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    (Path(path) / "reward_stats.json").write_text('{"mean": 0.5, "std": 2.0, "n": 10}')
     return Path(path)
 
 

@@ -20,7 +20,7 @@ def world(tmp_path_factory):
 
 def run(tmp_path, world, name="run", reward=cat_reward, max_iterations=None, **ppo):
     recipe = load_recipe(None, tiny_overrides(tmp_path / name, *world, **ppo))
-    summary = train_ppo(recipe, reward_fn=reward, max_iterations=max_iterations)
+    summary = train_ppo(recipe, reward_fn=reward, max_iterations=max_iterations)  # reward=None: the reward model
     return summary, [m for m in read_metrics(tmp_path / name / "ppo" / "metrics.jsonl") if "iteration" in m]
 
 
@@ -136,3 +136,19 @@ def test_sizes_that_do_not_divide_are_named(tmp_path, world):
 
     with pytest.raises(UserError, match=r"ppo.rollout_batch_size=16 must be a multiple of ppo.mini_batch_size=6"):
         run(tmp_path, world, mini_batch_size=6)
+
+
+def test_reward_model_with_another_tokenizer_scores_the_text(tmp_path, world):
+    """PPO scores through reward.scoring.RewardScorer, which re-tokenizes: a different vocabulary is fine,
+    but the critic then cannot start from the reward model, and the error says which setting to change."""
+    from alignment.errors import UserError
+    from reward.scoring import RewardScorer
+    from tests.alignment.ppo_tiny import make_reward_model
+
+    rm = make_reward_model(tmp_path / "rm")
+    with pytest.raises(UserError, match="uses another tokenizer than the policy; set ppo.critic_init=policy"):
+        run(tmp_path, world, "r1", reward=None, critic_init="reward", reward_model=rm)
+    summary, metrics = run(tmp_path, world, "r2", reward=None, reward_model=rm, total_episodes=16)
+    scorer = RewardScorer.from_pretrained(rm)
+    assert scorer.stats.mean == 0.5 and scorer.stats.std == 2.0
+    assert metrics[0]["objective/raw_score"] != 0.0 and summary["iterations"] == 1
