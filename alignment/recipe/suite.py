@@ -9,9 +9,7 @@ from alignment.recipe.base import Section, option
 
 @dataclass
 class TinyModelConfig(Section):
-    vocab_size: int = option(
-        768, help="BPE vocabulary trained on the suite (768 keeps every suite word one token in both cases)."
-    )
+    vocab_size: int = option(512, help="BPE vocabulary trained on the suite.")
     hidden_size: int = option(128, help="Width of the tiny Llama.")
     intermediate_size: int = option(384, help="MLP width.")
     num_hidden_layers: int = option(4, help="Transformer blocks.")

@@ -2,12 +2,6 @@
 
 Byte-level BPE (GPT-2 style) covers every string, so held-out phrasings and whatever a
 policy generates round-trip exactly even when the merges were learnt on training text only.
-The suite's own words (task words, decoration and filler words) are made whole tokens in
-every form they appear in (lower and upper case, with and without a leading space) by
-seeding the training text with them: a tiny model can then copy a word, or upper-case it,
-as a token-to-token map instead of spelling it byte by byte, which it fails to learn.
-That needs a vocabulary of about 768; at 512 most forms stay split.
-
 The chat template marks the assistant's turn with `{% generation %}` so that TRL's
 `assistant_only_loss` can mask everything else; the end-of-turn token is inside the
 generation block, so the model learns to stop.
@@ -15,7 +9,7 @@ generation block, so the model learns to stop.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 PAD, EOS, USER, ASSISTANT = "<|pad|>", "<|end|>", "<|user|>", "<|assistant|>"
 SPECIAL_TOKENS: tuple[str, ...] = (PAD, EOS, USER, ASSISTANT)
@@ -36,17 +30,8 @@ CHAT_TEMPLATE = (
 )
 
 
-LEXICON_REPEATS = 50
-"""How often each lexicon form is added to the training text (enough to win its merges)."""
-
-
-def lexicon_forms(words: Sequence[str]) -> list[str]:
-    """Every form a suite word takes in a text: lower/upper case, with/without a leading space."""
-    return [form for w in words for form in (w, " " + w, w.upper(), " " + w.upper())]
-
-
-def train_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int = 256, lexicon: Sequence[str] = ()):
-    """Train byte-level BPE on `texts` (plus `lexicon` words) and wrap it as a `PreTrainedTokenizerFast`."""
+def train_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int = 256):
+    """Train byte-level BPE on `texts` and wrap it as a `PreTrainedTokenizerFast`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -59,8 +44,7 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, model_max_length: int
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    seeded = list(texts) + lexicon_forms(lexicon) * LEXICON_REPEATS  # separate texts: no space joins them
-    core.train_from_iterator(seeded, trainer=trainer)
+    core.train_from_iterator(texts, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=core,
         pad_token=PAD,

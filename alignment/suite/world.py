@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import Callable
 
 from alignment.errors import UserError
-from alignment.suite.constraints import END_WORDS, FILLERS, START_WORDS
-from alignment.suite.families import WORDS
 from alignment.suite.generate import SPLITS, generate_suite
 from alignment.suite.gold import mean_gold
 
 MARKER = "COMPLETE.json"
-LEXICON: tuple[str, ...] = WORDS + START_WORDS + END_WORDS + FILLERS
-"""Words the tokenizer keeps whole in every case (see tokenizer.py)."""
 
 
 @dataclasses.dataclass
@@ -109,7 +105,7 @@ def build_world(recipe) -> World:
         from alignment.suite.tokenizer import train_tokenizer
 
         tokenizer = train_tokenizer(
-            training_texts(get_splits()), cfg.tiny_model.vocab_size, cfg.tiny_model.max_position_embeddings, LEXICON
+            training_texts(get_splits()), cfg.tiny_model.vocab_size, cfg.tiny_model.max_position_embeddings
         )
         model = create_model(cfg.tiny_model, tokenizer, recipe.seed)
         model.save_pretrained(tmp)

@@ -91,15 +91,6 @@ def test_tokenizer_round_trips_and_keeps_its_specials(world):
         assert tok.decode(tok(text)["input_ids"]) == text
 
 
-def test_suite_words_are_single_tokens_in_every_case(world):
-    from alignment.suite.tokenizer import lexicon_forms
-    from alignment.suite.world import LEXICON
-
-    tok = AutoTokenizer.from_pretrained(world.model_dir)
-    split = [form for form in lexicon_forms(LEXICON) if len(tok(form)["input_ids"]) != 1]
-    assert not split
-
-
 def test_chat_template_masks_the_assistant_turn(world):
     tok = AutoTokenizer.from_pretrained(world.model_dir)
     messages = [{"role": "user", "content": "Add 2 and 3."}, {"role": "assistant", "content": "5 done"}]
