@@ -13,7 +13,7 @@ from alignment.generation import generate
 from alignment.run_dir import resolve_data_path
 from alignment.stats import bootstrap_mean_ci
 
-GOLD_SPLITS = ("eval_seen", "eval_heldout_family", "eval_heldout_phrasing")
+GOLD_SPLITS = ("eval_seen", "eval_heldout_family", "eval_heldout_phrasing", "eval_heldout_constraints", "safety")
 
 
 def has_gold(row: dict) -> bool:
