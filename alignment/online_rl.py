@@ -197,3 +197,13 @@ def _prompt_messages(prompt) -> list[dict]:
 
     return prompt_messages(prompt)
 
+
+
+def train_grpo(recipe: Recipe, force: bool = False) -> dict:
+    """The GRPO stage (`rlhf grpo`, and `grpo` in pipeline.stages)."""
+    return train_online(recipe, "grpo", force=force)
+
+
+def train_rloo(recipe: Recipe, force: bool = False) -> dict:
+    """The RLOO stage (`rlhf rloo`, and `rloo` in pipeline.stages)."""
+    return train_online(recipe, "rloo", force=force)
