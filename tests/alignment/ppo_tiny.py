@@ -91,7 +91,8 @@ def tiny_overrides(tmp: Path, policy: Path, prompts: Path, **ppo) -> list[str]:
     base = {
         "policy": str(policy), "critic_init": "policy", "prompts": str(prompts), "eval_prompts": "",
         "total_episodes": 64, "rollout_batch_size": 16, "mini_batch_size": 8, "ppo_epochs": 2,
-        "max_new_tokens": 8, "learning_rate": 3e-3, "kl_coef": 0.05, "missing_eos_penalty": None,
+        "max_new_tokens": 8, "learning_rate": 3e-3, "kl_coef": 0.05, "adaptive_kl": False, "critic_warmup_steps": 0,
+        "missing_eos_penalty": None,
         "save_every": 0, "sample_every": 0, "report_to": "[none]",
     }
     base.update(ppo)
