@@ -118,8 +118,12 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
                                            cfg.temperature, reward_fn=reward_fn, seed=recipe.seed)
         return as_logged(metrics, details)
 
-    logger = MetricsLogger(out, cfg.report_to)
-    start = held_out(model, lambda: contextlib.nullcontext(model))  # before training the policy is the reference
+    from accelerate import PartialState
+
+    main_process = PartialState().is_main_process
+    logger = MetricsLogger(out, cfg.report_to, enabled=main_process)
+    # before training the policy is its own reference
+    start = held_out(model, lambda: contextlib.nullcontext(model)) if main_process else {}
     logger.log(0, {k: v for k, v in start.items() if not k.startswith("_")})
 
     args = TRLDPOConfig(
@@ -164,20 +168,23 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     with tensorboard_dir(out / "tensorboard"):
         result = trainer.train(resume_from_checkpoint=last)
 
-    policy = trainer.model
-    final = held_out(policy, lambda: reference_mode(policy, reference))
-    logger.log(result.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
-    if cfg.lora.enabled:
-        policy.save_pretrained(out / "adapter")
-        policy = policy.merge_and_unload()
-    save_model(policy, tokenizer, out)
-    summary = gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
-    summary.update({
-        "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(rows), "sources": sources,
-        "loss_type": list(cfg.loss_type), "beta": cfg.beta, "lora": cfg.lora.enabled,
-        "wall_s": round(time.time() - started, 1),
-    })
-    run.write_metrics(STAGE, summary)
-    run.mark_done(STAGE, {"model": str(out), "steps": result.global_step, "wall_s": summary["wall_s"]})
+    summary: dict = {}
+    if trainer.accelerator.is_main_process:  # one process evaluates and writes; the others wait
+        policy = trainer.accelerator.unwrap_model(trainer.model)
+        final = held_out(policy, lambda: reference_mode(policy, reference))
+        logger.log(result.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
+        if cfg.lora.enabled:
+            policy.save_pretrained(out / "adapter")
+            policy = policy.merge_and_unload()
+        save_model(policy, tokenizer, out)
+        summary = gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
+        summary.update({
+            "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(rows), "sources": sources,
+            "loss_type": list(cfg.loss_type), "beta": cfg.beta, "lora": cfg.lora.enabled,
+            "wall_s": round(time.time() - started, 1),
+        })
+        run.write_metrics(STAGE, summary)
+        run.mark_done(STAGE, {"model": str(out), "steps": result.global_step, "wall_s": summary["wall_s"]})
+    trainer.accelerator.wait_for_everyone()
     logger.close()
     return summary
