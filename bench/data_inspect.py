@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -30,6 +31,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from alignment.data.synthetic import INJECTABLE, clean_sft_rows, inject_defects
+    from alignment.errors import UserError
     from alignment.recipe import load_recipe
     from alignment.run_dir import ensure_offline_world
 
@@ -37,7 +39,11 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     overrides = [f"output_dir={work / 'run'}", "data.report_near_dedup=true"]
     print("building the offline world (not timed)...", flush=True)
-    ensure_offline_world(load_recipe(None, overrides))
+    try:
+        ensure_offline_world(load_recipe(None, overrides))
+    except UserError:  # built by an older suite version: this is the benchmark's own scratch folder
+        shutil.rmtree(work / "run")
+        ensure_offline_world(load_recipe(None, overrides))
 
     data = work / f"sft_{args.rows}.jsonl"
     if not data.is_file():

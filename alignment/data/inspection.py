@@ -217,6 +217,8 @@ _WORKER: dict = {}  # the RowChecker of a worker process (set once by the pool i
 
 
 def _init_worker(checker: RowChecker) -> None:
+    # one process per core already: the Rust tokenizer's own thread pool would only oversubscribe
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _WORKER["checker"] = checker
 
 
