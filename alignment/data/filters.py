@@ -17,7 +17,6 @@ from typing import Any, Callable, Optional
 from alignment.data.contamination import ContaminationIndex
 from alignment.data.dedup import ExactDeduper, NearDeduper
 from alignment.data.defects import (
-    PII_KINDS,
     has_control_chars,
     has_mojibake,
     pii_spans,
@@ -32,7 +31,6 @@ from alignment.data.texts import content_key, joined_text, map_text_fields, norm
 from alignment.errors import DataError, UserError
 from alignment.recipe.data import (
     FILTER_ORDER,
-    DecontaminateFilter,
     EchoFilter,
     EmptyFilter,
     EncodingFilter,
@@ -311,6 +309,3 @@ def run_filters(filters: list[Filter], items: list[Item], kind: Kind) -> list[di
             validate_structure(item.row, kind, item.source, item.row_number - 1)
     entries.sort(key=lambda e: (e["row"], FILTER_ORDER.index(e["filter"])))
     return entries
-
-
-__all__ = ["Item", "Filter", "build_filters", "run_filters", "import_predicate", "as_filters_config", "PII_KINDS", "DecontaminateFilter"]

@@ -36,7 +36,16 @@ from alignment.data.inspection import Inspection, InspectSettings, inspect_sourc
 from alignment.data.lengths import TokenCounter
 from alignment.data.mixture import achieved, curriculum_sort, interleave, pick_indices, plan_mixture
 from alignment.data.report import summarize, write_report
-from alignment.data.sources import Source, iter_source, load_eval_prompts, recipe_sources, row_id
+from alignment.data.sources import (
+    Source,
+    category_of,
+    eval_set_paths,
+    file_source,
+    iter_source,
+    load_eval_prompts,
+    recipe_sources,
+    row_id,
+)
 from alignment.data.texts import field_value
 from alignment.errors import DataError, UserError
 from alignment.recipe import Recipe
@@ -85,8 +94,6 @@ def contamination_index(recipe: Recipe) -> ContaminationIndex:
     if cfg.eval_sets is not None:
         sets = [(name, resolve_data_path(recipe, name)) for name in cfg.eval_sets]
     else:
-        from alignment.data.sources import eval_set_paths
-
         sets = eval_set_paths(recipe)
     return ContaminationIndex(load_eval_prompts(sets), cfg.n, cfg.min_overlap, cfg.template_fraction)
 
@@ -118,8 +125,6 @@ def inspect_recipe(
     settings = inspect_settings(recipe, index if index is not None else contamination_index(recipe), progress)
     groups: dict[str, list[Source]] = {}
     if files:
-        from alignment.data.sources import file_source
-
         for path in files:
             source = file_source(resolve_data_path(recipe, path), name=path if path.startswith("suite:") else None)
             group = "sft" if sources_kind([source]) == "sft" else "preference"
@@ -243,10 +248,8 @@ def mix_group(recipe: Recipe, group: str, index: list[dict], work: Path, out_pat
     writer = JsonlWriter(out_path)
     if cfg.curriculum:
         rows = [row for _, row in merged]
-        rows = curriculum_sort(rows, _difficulty(cfg.curriculum, counter, sources_kind_of(index)))
+        rows = curriculum_sort(rows, _difficulty(cfg.curriculum, counter, index[0]["kind"]))
         merged = ((None, r) for r in rows)
-    from alignment.data.sources import category_of
-
     for _, row in merged:
         categories[category_of(row, recipe.data.category_key)] += 1
         writer.write(row)
@@ -258,10 +261,6 @@ def mix_group(recipe: Recipe, group: str, index: list[dict], work: Path, out_pat
         "output": str(out_path),
     }
     return report, manifest
-
-
-def sources_kind_of(index: list[dict]):
-    return index[0]["kind"]
 
 
 def _difficulty(key: str, counter: Optional[TokenCounter], kind):
