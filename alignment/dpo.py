@@ -23,9 +23,9 @@ from alignment.errors import DataError, UserError
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
 from alignment.ppo.actor_critic import reference_mode
 from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
-from alignment.ppo.metrics_log import MetricsLogger, tensorboard_dir, trainer_callback
+from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
-from alignment.run_dir import RunDir, resolve_data_path
+from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
 
 STAGE = "dpo"
 LABELS_EXPORT = "labels/comparisons.jsonl"  # reward.labeling.COMPARISONS_FILE

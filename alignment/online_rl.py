@@ -23,11 +23,11 @@ from alignment.errors import UserError
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
 from alignment.ppo.actor_critic import reference_mode
 from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
-from alignment.ppo.metrics_log import MetricsLogger, tensorboard_dir, trainer_callback
+from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.ppo.rewards import final_scores
 from alignment.ppo.trainer import random_reward
 from alignment.recipe import Recipe
-from alignment.run_dir import RunDir, resolve_data_path
+from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
 
 Method = Literal["grpo", "rloo"]
 TRL_KL_ESTIMATOR = {"grpo": "k3", "rloo": "k1"}

@@ -7,6 +7,7 @@ finished: the next run sees no marker, and resumes or redoes the stage.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -87,6 +88,20 @@ class RunDir:
     def read_metrics(self, stage: str) -> dict:
         path = self.root / stage / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@contextlib.contextmanager
+def tensorboard_dir(path: str | Path):
+    """Point transformers' TensorBoard callback at `path` (transformers 5 reads it from the environment)."""
+    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+        else:
+            os.environ["TENSORBOARD_LOGGING_DIR"] = old
 
 
 def uses_offline_world(recipe: Recipe) -> bool:

@@ -10,21 +10,18 @@ teachers" are both visible.
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
-from alignment.data.files import read_rows
 from alignment.data.loading import load_rows
 from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
 from alignment.recipe import Recipe
-from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 
 STAGE = "sft"
 _GENERATION_TAG = re.compile(r"{%-?\s*generation\s*-?%}")
@@ -61,19 +58,6 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
     random.Random(seed).shuffle(order)
     n_eval = max(1, int(len(rows) * eval_fraction)) if eval_fraction > 0 and len(rows) > 1 else 0
     return [rows[i] for i in order[n_eval:]], [rows[i] for i in order[:n_eval]]
-
-
-@contextmanager
-def _tensorboard_dir(path: Path):
-    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
-        else:
-            os.environ["TENSORBOARD_LOGGING_DIR"] = old
 
 
 def train_sft(recipe: Recipe, force: bool = False) -> dict:
@@ -148,7 +132,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         print(f"sft: resuming from {last}")
-    with _tensorboard_dir(out / "tensorboard"):
+    with tensorboard_dir(out / "tensorboard"):
         result = trainer.train(resume_from_checkpoint=last)
         eval_metrics = trainer.evaluate() if eval_rows else {}
 

@@ -13,14 +13,12 @@
 
 from __future__ import annotations
 
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from alignment.errors import DataError, UserError
 from alignment.recipe import Recipe
-from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
 from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE
 
@@ -69,19 +67,6 @@ def backbone_path(recipe: Recipe, run: RunDir) -> str:
                             "or set reward.init_from=base")
         return str(sft)
     return resolve_model_path(recipe)
-
-
-@contextmanager
-def _tensorboard_dir(path: Path):
-    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
-        else:
-            os.environ["TENSORBOARD_LOGGING_DIR"] = old
 
 
 def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n: int) -> tuple[list, list[str], str]:
@@ -169,7 +154,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         print(f"reward: resuming from {last}")
-    with _tensorboard_dir(out / "tensorboard"):
+    with tensorboard_dir(out / "tensorboard"):
         result = trainer.train(resume_from_checkpoint=last)
     train_time = time.time() - started
 

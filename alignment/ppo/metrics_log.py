@@ -12,10 +12,8 @@ PPO, DPO, GRPO and RLOO so that the evaluation and the plots compare methods dir
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -122,17 +120,3 @@ def trainer_callback(logger: MetricsLogger, kl_estimator: Optional[str] = None):
             logger.log(state.global_step, out)
 
     return _Callback()
-
-
-@contextlib.contextmanager
-def tensorboard_dir(path: str | Path):
-    """Point transformers' TensorBoard callback at `path` (transformers 5 reads it from the environment)."""
-    old = os.environ.get("TENSORBOARD_LOGGING_DIR")
-    os.environ["TENSORBOARD_LOGGING_DIR"] = str(path)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
-        else:
-            os.environ["TENSORBOARD_LOGGING_DIR"] = old
