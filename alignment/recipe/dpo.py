@@ -31,7 +31,9 @@ class DPOConfig(Section):
     max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).")
     batch_size: int = option(32, help="Pairs per batch (per device).")
     gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
-    learning_rate: float = option(5e-4, help="Peak learning rate.")
+    learning_rate: float = option(
+        1e-4, help="Peak learning rate (quickstart: 5e-4 drifted to KL 4.1 and lost 0.08 gold; 1e-4 kept KL at 0.2)."
+    )
     lr_scheduler: str = option("cosine", help="transformers scheduler name.")
     warmup_ratio: float = option(0.05, help="Share of steps spent warming up.")
     precompute_ref_log_probs: bool = option(
