@@ -137,6 +137,7 @@ def inject_defects(
     rates: dict[str, float],
     seed: int = 0,
     eval_prompts: Optional[list[str]] = None,
+    keep_size: bool = False,
 ) -> tuple[list[dict], list[set[str]]]:
     """Damage SFT rows at the given rates; returns the rows and, per row, the kinds it carries.
 
@@ -144,6 +145,12 @@ def inject_defects(
     encoding) hits its own disjoint subset of rows; duplicates and copied evaluation prompts
     are added as new rows placed after the row they copy, so that "the later one is the
     duplicate" holds. `contaminated` needs `eval_prompts`.
+
+    `keep_size=True` makes the added rows *replace* good rows instead of lengthening the
+    dataset: as many undamaged rows (never the original of a duplicate) are removed as were
+    added, so the output has exactly the input's size. That is how defects arrive in real
+    data (a scrape with duplicates has fewer distinct good rows, not more rows), and it keeps
+    a dirty-vs-clean comparison from crediting the dirty set with extra training rows.
     """
     unknown = set(rates) - set(INJECTABLE)
     if unknown:
@@ -194,6 +201,11 @@ def inject_defects(
             if "messages" in rows[0]:
                 leaked = {"messages": sft_messages(leaked), "category": "leaked", "id": f"leak-{j}"}
             added.append((rng.uniform(0, n), leaked, {"contaminated"}))
-    keyed = [(float(i), row, kinds) for i, (row, kinds) in enumerate(zip(rows, truth))] + added
+    removed: set[int] = set()
+    if keep_size:
+        if len(added) > len(free):
+            raise ValueError(f"keep_size: {len(added)} added rows but only {len(free)} undamaged rows to replace")
+        removed = set(free[-len(added):]) if added else set()  # `free` is shuffled: a random subset
+    keyed = [(float(i), row, kinds) for i, (row, kinds) in enumerate(zip(rows, truth)) if i not in removed] + added
     keyed.sort(key=lambda t: t[0])
     return [r for _, r, _ in keyed], [kinds for _, _, kinds in keyed]

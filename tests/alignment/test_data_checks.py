@@ -130,3 +130,22 @@ def test_contamination_ignores_template_wording():
     # sharing all the wording but none of the content is not contamination
     assert index.find(f"{template} other words") == []
     assert [h.prompt.index for h in index.find(f"{template} item7 thing7")] == [7]
+
+
+def test_injected_duplicates_can_replace_good_rows_instead_of_adding_rows():
+    from alignment.data.synthetic import clean_sft_rows, inject_defects
+    from alignment.data.texts import content_key
+
+    clean = clean_sft_rows(400, seed=2)
+    rates = {"exact_duplicate": 0.1, "near_duplicate": 0.1, "empty": 0.1, "echo": 0.1}
+    grown, _ = inject_defects(clean, rates, seed=1)
+    dirty, truth = inject_defects(clean, rates, seed=1, keep_size=True)
+    assert len(grown) == 480 and len(dirty) == len(truth) == 400
+    assert {k: sum(k in t for t in truth) for k in rates} == {k: 40 for k in rates}
+    # the good rows that make way are undamaged ones; every duplicate's original is still there
+    keys = [content_key(r, "sft") for r in dirty]
+    originals = {content_key(r, "sft") for r, t in zip(dirty, truth) if not t}
+    assert sum(t == set() for t in truth) == 400 - 160 and all(
+        keys.index(k) < i for i, (k, t) in enumerate(zip(keys, truth)) if "exact_duplicate" in t
+    )
+    assert all(k in originals for k, t in zip(keys, truth) if "exact_duplicate" in t)
