@@ -45,6 +45,36 @@ class Episodes:
         """The episodes at `index` (a minibatch), every tensor sliced alike."""
         return Episodes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
+    def trimmed(self) -> "Episodes":
+        """The same episodes without the columns that are padding in every row.
+
+        The rollout pads prompts to the longest of the whole batch and responses to the
+        longest response; a minibatch's own longest is often shorter. Dropping the columns
+        that no row uses changes no logprob or value (pads are masked, and a causal model's
+        outputs do not depend on later positions), and every forward and backward of the
+        minibatch then runs over fewer positions.
+        """
+        start = _first_used_column(self.query_mask)
+        width = int(self.response_mask.sum(dim=1).max()) if self.response_mask.numel() else 0
+        per_token = {"response_ids", "response_mask", "logprobs", "ref_logprobs", "values"}
+        out = {}
+        for f in fields(self):
+            t = getattr(self, f.name)
+            if f.name in ("query_ids", "query_mask"):
+                t = t[:, start:]
+            elif f.name in per_token:
+                t = t[:, :width]
+            out[f.name] = t
+        return Episodes(**out)
+
+
+def _first_used_column(mask: torch.Tensor) -> int:
+    """Index of the first column that is not padding in every row (left padding)."""
+    if mask.numel() == 0:
+        return 0
+    used = mask.any(dim=0)
+    return int(used.long().argmax()) if bool(used.any()) else mask.shape[1]
+
 
 def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
     """Token ids of each prompt rendered with the chat template, ready for the assistant's turn."""
@@ -103,33 +133,48 @@ def policy_forward(
     response_mask: torch.Tensor,
     temperature: float,
     with_entropy: bool = False,
+    entropy_grad: bool = True,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Logprobs [B, R] of the response tokens at temperature T (and per-token entropy).
 
-    Only the logits of the last R+1 positions are computed (`logits_to_keep`): the prompt's
-    own next-token predictions are never needed, and the LM head is the widest matmul.
+    Only the logits of the last R positions are computed (`logits_to_keep`): the prompt's
+    own next-token predictions are never needed, and the LM head is the widest matmul. The
+    last response token is not fed at all: nothing predicted from it is needed, and in a
+    causal model it changes no earlier position. `entropy_grad=False` computes the entropy
+    outside autograd (for logging, when it is not part of the loss).
     """
-    ids = torch.cat([query_ids, response_ids], dim=1)
-    mask = torch.cat([query_mask, response_mask], dim=1)
     R = response_ids.shape[1]
+    if R == 0:
+        empty = response_ids.new_zeros((response_ids.shape[0], 0), dtype=torch.float32)
+        return empty, (empty if with_entropy else None)
+    ids = torch.cat([query_ids, response_ids[:, :-1]], dim=1)
+    mask = torch.cat([query_mask, response_mask[:, :-1]], dim=1)
     logits = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=position_ids_from_mask(mask),
-        logits_to_keep=R + 1,
+        logits_to_keep=R,
         use_cache=False,
-    ).logits[:, :-1].float()
+    ).logits.float()
     logprobs = logprobs_of(logits, response_ids, temperature)
-    entropy = entropy_from_logits(logits / temperature) if with_entropy else None
+    entropy = None
+    if with_entropy:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            entropy = entropy_from_logits(logits / temperature)
     return logprobs, entropy
 
 
 def value_forward(critic, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
-    """V [B, R]: the value of the state just before each response token is chosen."""
-    ids = torch.cat([query_ids, response_ids], dim=1)
-    mask = torch.cat([query_mask, response_mask], dim=1)
+    """V [B, R]: the value of the state just before each response token is chosen.
+
+    The last response token is not fed: no value is read after it (see policy_forward).
+    """
+    if response_ids.shape[1] == 0:
+        return response_ids.new_zeros((response_ids.shape[0], 0), dtype=torch.float32)
+    ids = torch.cat([query_ids, response_ids[:, :-1]], dim=1)
+    mask = torch.cat([query_mask, response_mask[:, :-1]], dim=1)
     P = query_ids.shape[1]
-    return critic(ids, mask)[:, P - 1 : -1]
+    return critic(ids, mask)[:, P - 1 :]
 
 
 def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:

@@ -133,6 +133,21 @@ def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
 
 
+def _adamw(groups: list[dict], accelerator, **kwargs) -> torch.optim.AdamW:
+    """AdamW with its fused kernel (one pass over all parameters per step, on CPU and CUDA),
+    like transformers' default optimiser (adamw_torch_fused): the same update, several times
+    less time per step than the per-tensor loop. Sharded set-ups (FSDP, DeepSpeed) and
+    parameters the kernel does not take keep torch's default implementation."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type in (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU):
+        try:
+            return torch.optim.AdamW(groups, fused=True, **kwargs)
+        except (RuntimeError, ValueError):  # a device or dtype without the fused kernel
+            pass
+    return torch.optim.AdamW(groups, **kwargs)
+
+
 def _all_finite(accelerator, named: dict[str, torch.Tensor]) -> Optional[str]:
     """Name of the first non-finite tensor on any process (a collective call), or None."""
     bad = torch.tensor([0.0 if torch.isfinite(t).all() else 1.0 for t in named.values()], device=accelerator.device)
@@ -190,11 +205,12 @@ def train_ppo(
     eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
     ptx_batches = _ptx_batches(recipe, run, tokenizer, micro, device) if cfg.ptx_coef > 0 else None
 
-    optimizer = torch.optim.AdamW(
+    optimizer = _adamw(
         [
             {"params": [p for p in actor.parameters() if p.requires_grad], "lr": cfg.learning_rate},
             {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate},
         ],
+        accelerator,
         eps=1e-5,  # cleanrl's Adam epsilon for PPO
     )
     actor, critic, optimizer = accelerator.prepare(actor, critic, optimizer)
@@ -292,8 +308,9 @@ def train_ppo(
             for mb_start in range(0, local_batch, local_mini):
                 for mc_start in range(mb_start, mb_start + local_mini, micro):
                     idx = order[mc_start : mc_start + micro]
-                    mb = episodes.select(idx)
-                    mb_mask, mb_adv, mb_ret = mask[idx], advantages[idx], returns[idx]
+                    mb = episodes.select(idx).trimmed()  # without the columns that are padding in every row
+                    width = mb.response_ids.shape[1]
+                    mb_mask, mb_adv, mb_ret = mask[idx, :width], advantages[idx, :width], returns[idx, :width]
                     with accelerator.accumulate(actor, critic):
                         if ptx_batches is not None and train_actor:
                             # PPO-ptx: the SFT loss's gradient accumulates locally first (no_sync), and
@@ -307,7 +324,8 @@ def train_ppo(
                         loss = cfg.vf_coef * vf_loss
                         if train_actor:
                             new_logprobs, entropy = policy_forward(actor, mb.query_ids, mb.query_mask, mb.response_ids,
-                                                                   mb.response_mask, cfg.temperature, with_entropy=True)
+                                                                   mb.response_mask, cfg.temperature, with_entropy=True,
+                                                                   entropy_grad=cfg.entropy_coef != 0)
                             pg_loss, pg_stats = policy_loss(new_logprobs, mb.logprobs, mb_adv, mb_mask, cfg.cliprange)
                             mean_entropy = masked_mean(entropy, mb_mask)
                             loss = loss + pg_loss - cfg.entropy_coef * mean_entropy
