@@ -8,7 +8,13 @@ difference (so it includes the end-of-turn tokens the model must learn to emit).
 longest response decides, since any pair side that is cut loses its ending.
 
 Texts are rendered in Python (Jinja) but tokenized in batches by the Rust tokenizer, which
-is where the time would otherwise go.
+is where the time would otherwise go. The templated prompt is a prefix of the templated
+conversation for every common chat template, so each text is tokenized once: the prompt,
+then only the continuation after it (response, end-of-turn), and total = prompt +
+continuation. The prompt ends at the generation prompt (a special token or a newline), where
+pre-tokenizers split anyway, so the sum equals the count of the whole text (checked on every
+row of the offline suite and the generated rows of `bench/data_inspect.py`); a template whose
+prompt is not a prefix is tokenized whole.
 """
 
 from __future__ import annotations
@@ -59,8 +65,18 @@ class TokenCounter:
             start = len(fulls)
             fulls += [text.prompt_messages + [{"role": "assistant", "content": r}] for _, r in text.responses]
             spans.append((start, len(fulls)))
-        n_prompt = self._lengths(self._render(prompts, True))
-        n_full = self._lengths(self._render(fulls, False))
+        prompt_texts = self._render(prompts, True)
+        n_prompt = self._lengths(prompt_texts)
+        full_texts = self._render(fulls, False)
+        rows_of = [r for r, (a, b) in enumerate(spans) for _ in range(a, b)]
+        tails = [
+            t[len(prompt_texts[r]):] if t.startswith(prompt_texts[r]) else None for t, r in zip(full_texts, rows_of)
+        ]
+        whole = [i for i, t in enumerate(tails) if t is None]  # not a prefix: count the whole text
+        n_tail = self._lengths([t for t in tails if t is not None])
+        n_whole = iter(self._lengths([full_texts[i] for i in whole]))
+        tail_iter = iter(n_tail)
+        n_full = [next(n_whole) if t is None else n_prompt[r] + next(tail_iter) for t, r in zip(tails, rows_of)]
         out = []
         for p, (a, b) in zip(n_prompt, spans):
             each = tuple(n - p for n in n_full[a:b])
