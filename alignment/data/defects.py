@@ -18,6 +18,7 @@ what the report counts is exactly what a filter would remove.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
@@ -70,14 +71,20 @@ def is_refusal(text: str) -> bool:
 
 
 def echo_similarity(instruction: str, response: str) -> float:
-    """Word-level similarity in [0, 1] of response and instruction (1 = the same words in order)."""
+    """Word-level similarity in [0, 1] of response and instruction (1 = the same words in order).
+
+    0.0 when it is certainly below 0.5: lengths too different, or too few words in common
+    (SequenceMatcher's quick_ratio bound, counted here before the matcher indexes the words).
+    """
     a, b = words(instruction), words(response)
     if not a or not b:
         return 0.0
     if not 0.6 <= len(b) / len(a) <= 1.67:  # a much shorter or longer response cannot be an echo
         return 0.0
-    matcher = SequenceMatcher(None, a, b, autojunk=False)
-    return matcher.ratio() if matcher.real_quick_ratio() >= 0.5 else 0.0
+    common = sum((Counter(a) & Counter(b)).values())  # matched words are at most the shared multiset
+    if 2.0 * common / (len(a) + len(b)) < 0.5:
+        return 0.0
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def response_defects(instruction: str, field: str, response: str, echo_threshold: float = 0.9) -> list[Finding]:
