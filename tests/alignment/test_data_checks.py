@@ -149,3 +149,38 @@ def test_injected_duplicates_can_replace_good_rows_instead_of_adding_rows():
         keys.index(k) < i for i, (k, t) in enumerate(zip(keys, truth)) if "exact_duplicate" in t
     )
     assert all(k in originals for k, t in zip(keys, truth) if "exact_duplicate" in t)
+
+
+def test_token_lengths_equal_whole_text_counts_and_survive_a_template_whose_prompt_is_no_prefix(tmp_path):
+    from transformers import AutoTokenizer
+
+    from alignment.data.lengths import TokenCounter
+    from alignment.data.synthetic import clean_sft_rows
+
+    try:
+        from tests.alignment import data_fixtures as fx
+    except ImportError:
+        import data_fixtures as fx
+    tok = AutoTokenizer.from_pretrained(fx.make_tokenizer(tmp_path / "tok"))
+    rows = clean_sft_rows(60, seed=4) + [{"prompt": "Say hi.", "completion": ""}]
+    prefs = [{"prompt": "Pick one.", "chosen": "The first option, clearly.", "rejected": "No."}]
+
+    def whole(messages, generation):
+        return len(tok(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation),
+                       add_special_tokens=False)["input_ids"])
+
+    def expected(row, kind):
+        text = row_text(row, kind)
+        fulls = [whole(text.prompt_messages + [{"role": "assistant", "content": r}], False) for _, r in text.responses]
+        return whole(text.prompt_messages, True), max(fulls)
+
+    other = tok.chat_template.replace("{{ '<|assistant|>\\n' }}{%- endif -%}", "{{ '<|assistant|>\\n\\n' }}{%- endif -%}")
+    assert other != tok.chat_template
+    for template in (tok.chat_template, other):
+        tok.chat_template = template  # the second one's generation prompt has an extra newline: not a prefix
+        assert tok.apply_chat_template([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], tokenize=False).startswith(
+            tok.apply_chat_template([{"role": "user", "content": "a"}], tokenize=False, add_generation_prompt=True)) == (template != other)
+        counter = TokenCounter(tok, max_length=64)
+        for batch, kind in ((rows, "sft"), (prefs, "preference")):
+            got = [(n.instruction, n.total) for n in counter.count(batch, kind)]
+            assert got == [expected(r, kind) for r in batch]
