@@ -7,7 +7,8 @@ so that every check has work to do). Token lengths use the offline world's polic
 and contamination is checked against the suite's evaluation splits, as in the quickstart;
 the world is built before the clock starts. The timed command is the real CLI in a fresh
 process, imports included. Prints rows/s and the machine's load average before and after,
-because a shared 2-core machine can easily halve the figure.
+because a shared 2-core machine can easily halve the figure, and appends them to
+bench/results/data_inspect.jsonl (--no-append skips that).
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--work", default="/tmp/bench_data_inspect")
     parser.add_argument("--target-seconds", type=float, default=60.0)
+    parser.add_argument("--no-append", action="store_true", help="Do not append to bench/results/data_inspect.jsonl.")
     args = parser.parse_args()
 
     from alignment.data.synthetic import INJECTABLE, clean_sft_rows, inject_defects
@@ -78,6 +82,16 @@ def main() -> int:
     )
     print(f"target: {args.target_seconds:.0f} s -> {'met' if seconds <= args.target_seconds else 'NOT met'}")
     print(f"load average (1, 5, 15 min) before {tuple(round(x, 2) for x in load_before)}, after {tuple(round(x, 2) for x in load_after)}; cores {os.cpu_count()}")
+    if not args.no_append:
+        from results import append_result
+
+        path = append_result("data_inspect", {
+            "rows": n, "near_dedup": True, "wall_s": round(seconds, 1), "inspection_pass_s": report["seconds"],
+            "rows_per_s": round(n / seconds), "cpu_s": round(cpu, 1), "num_proc": report.get("settings", {}).get("num_proc"),
+            "target_s": args.target_seconds, "met": seconds <= args.target_seconds,
+            "load_before": [round(x, 2) for x in load_before], "load_after": [round(x, 2) for x in load_after],
+        })
+        print(f"appended to {path}")
     return 0
 
 
