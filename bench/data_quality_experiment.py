@@ -28,9 +28,11 @@ prompts). Each SFT takes 2-8 minutes on 2 shared CPU cores;
    Also reported: how often each model's own answers carry the defects (empty, echo, PII,
    mojibake), which shows whether the damaged rows taught their behaviour.
 2. **Leak.** 5% of the prompts of each of those three splits (60 of 1,200), with their
-   reference answers (gold 1.0), replace as many demonstrations. (The held-out *family* is
+   reference answers (gold 1.0), replace as many of the demonstrations SFT trains on, in place
+   (same size, same order, same held-out rows as the no-leak run). The held-out *family* is
    left out: 20 examples of a family never trained on would teach the family itself and lift
-   its unleaked prompts too, which is a different effect from memorising a leaked prompt.) Runs: `pristine` (no leak; shared with experiment 1), `leak`, and
+   its unleaked prompts too, which is a different effect from memorising a leaked prompt.
+   Runs: `pristine` (no leak; shared with experiment 1), `leak`, and
    `leak_decontaminated` (the data stage with only the decontaminate filter). Figures: gold on
    the leaked prompts and on the other prompts of the same splits in each run; the inflation is
    (leaked - other) in the leak run against the same difference without the leak, and
@@ -231,10 +233,16 @@ def main() -> int:
              "metadata": {**p["metadata"], "leaked": True}}
             for p in leaked
         ]
-        replaced = set(rng.sample(range(len(sft_rows)), len(leak_rows)))  # the leak replaces rows: same size, same steps
-        kept = [r for i, r in enumerate(sft_rows) if i not in replaced]
-        mixed = kept + leak_rows
-        random.Random(args.seed + 1).shuffle(mixed)
+        # Each leaked row takes the place of one demonstration that SFT trains on (not of one in the
+        # 5% it holds out for its eval loss), in place: the leak run sees the same rows in the same
+        # order as the no-leak run except those 60, so the comparison is not blurred by a reshuffle.
+        from alignment.sft import split_rows
+
+        trained, _ = split_rows(list(range(len(sft_rows))), world.data.eval_fraction, args.seed)
+        replaced = rng.sample(sorted(trained), len(leak_rows))
+        mixed = list(sft_rows)
+        for i, row in zip(replaced, leak_rows):
+            mixed[i] = row
         leak_path = _write(mixed, work / "leaked.jsonl")
         run("leak", _recipe(work, "leak", args.seed, args.quick, *common, source(leak_path, "leaked")))
         decon = _recipe(work, "leak_decontaminated", args.seed, args.quick, *common, source(leak_path, "leaked"), *ONLY_DECONTAMINATE)
