@@ -107,7 +107,7 @@ def mount(fastapi_app, service: LabelService, path: str = "/", *, root_path: str
     return gr.mount_gradio_app(
         fastapi_app, blocks, prefix.rstrip("/") or "/", auth_dependency=auth.dependency(service),
         css=render.CSS, head=render.HEAD, footer_links=[], run_history=False, root_path=root_path,
-        show_error=True, max_file_size="500mb", ssr_mode=False,
+        show_error=True, max_file_size="500mb", ssr_mode=False, enable_monitoring=False,
     )
 
 
@@ -120,14 +120,39 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         return _current_user(svc, request, admin)
 
     # ---------------------------------------------------------- labeler views
+    #
+    # An event that shows an item returns the item's own outputs (`item_outputs` below): its
+    # HTML, the guidelines, the cleared boxes, the hidden ids, the progress and a `layout`
+    # string ("pairwise", "ranking:<K responses>", or "" when no item is shown). Which
+    # buttons are visible follows from the layout alone. The clicks that move from item to
+    # item return only these outputs, and the buttons follow in a second event that runs
+    # only when the layout string changes (`apply_layout`, on the layout box's change): a
+    # click from one pairwise item to the next updates no button at all. Gradio builds a new
+    # component and its config for every `gr.update` (even `gr.skip()`) it returns, which was
+    # most of a submit's server time. Page loads and campaign switches return the layout in
+    # the same response, so that the first item and its buttons appear together.
 
-    def view(user: UserInfo, campaign: str | None, a: Assignment | None, note: str = "") -> list:
-        hidden = gr.update(visible=False)
+    def layout_of(a: Assignment | None) -> str:
+        if a is None:
+            return ""
+        return "pairwise" if a.mode != "ranking" else f"ranking:{len(a.responses)}"
+
+    def layout_updates(layout: str) -> list:
+        """Visibility of the pairwise row, the ranking column and each ranking letter."""
+        kind, _, count = layout.partition(":")
+        ranking = kind == "ranking"
+        k = int(count) if ranking and count.isdigit() else 0
+        return [gr.update(visible=layout == "pairwise"), gr.update(visible=ranking),
+                *[gr.update(visible=ranking and i < k) for i in range(RANK_SLOTS)]]
+
+    def view(user: UserInfo, campaign: str | None, a: Assignment | None, note: str = "",
+             cid: int | None = None) -> list:
+        """The item outputs: item, guidelines, rank, rationale, skip reason, aid, token, progress, layout."""
         if not campaign:
             msg = "No open campaign yet. Ask an admin to create one." if not user.is_admin else \
                 "No open campaign yet: create one in the Admin tab."
-            return [render.render_message(msg), "", hidden, hidden, *[hidden] * RANK_SLOTS, "", "", "", "", "", ""]
-        cid = svc.campaign_id(campaign)
+            return [render.render_message(msg), "", "", "", "", "", "", "", ""]
+        cid = svc.campaign_id(campaign) if cid is None else cid
         camp = svc.get_campaign(cid)
         progress = render.render_progress(svc.user_progress(user.id, cid))
         if note:
@@ -135,16 +160,18 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         guidelines = render.render_guidelines(camp["guidelines"])
         if a is None:
             return [render.render_message("Nothing left for you in this campaign. Thank you!"), guidelines,
-                    hidden, hidden, *[hidden] * RANK_SLOTS, "", "", "", "", "", progress]
-        ranking = a.mode == "ranking"
-        return [render.render_item(a), guidelines, gr.update(visible=not ranking), gr.update(visible=ranking),
-                *[gr.update(visible=ranking and i < len(a.responses)) for i in range(RANK_SLOTS)],
-                "", "", "", str(a.id), a.token, progress]
+                    "", "", "", "", "", progress, ""]
+        return [render.render_item(a), guidelines, "", "", "", str(a.id), a.token, progress, layout_of(a)]
 
-    def show(campaign: str | None, request: gr.Request, note: str = "") -> list:
-        user = user_of(request)
-        a = svc.next_assignment(user.id, svc.campaign_id(campaign)) if campaign else None
-        return view(user, campaign, a, note)
+    def with_layout(values: list) -> list:
+        """Item outputs followed by the layout components' updates (`full_outputs`)."""
+        return values + layout_updates(values[-1])
+
+    def show(campaign: str | None, request: gr.Request, note: str = "", user: UserInfo | None = None) -> list:
+        user = user or user_of(request)
+        cid = svc.campaign_id(campaign) if campaign else None
+        a = svc.next_assignment(user.id, cid) if campaign else None
+        return view(user, campaign, a, note, cid)
 
     def _aid(aid: str) -> int:
         if not (aid or "").strip().isdigit():
@@ -160,7 +187,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         except UserError as err:
             gr.Warning(str(err))
             note = str(err)
-        return show(campaign, request, note)
+        return show(campaign, request, note, user)
 
     def make_choice_handler(choice: str):
         def submit_choice(campaign: str, aid: str, token: str, rationale: str, elapsed: float,
@@ -201,11 +228,11 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
             a = svc.undo_last(user.id, cid)
         except UserError as err:
             gr.Warning(str(err))
-            return show(campaign, request, str(err))
+            return show(campaign, request, str(err), user)
         if a is None:
             gr.Warning("Nothing to undo.")
-            return show(campaign, request, "Nothing to undo")
-        return view(user, campaign, a, "Undone: this item is open again")
+            return show(campaign, request, "Nothing to undo", user)
+        return view(user, campaign, a, "Undone: this item is open again", cid)
 
     @_user_errors
     def on_load(request: gr.Request) -> list:
@@ -218,7 +245,12 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
 
     @_user_errors
     def load_item(campaign: str, request: gr.Request) -> list:
-        return show(campaign, request)
+        return with_layout(show(campaign, request))
+
+    @_user_errors
+    def apply_layout(layout: str, request: gr.Request) -> list:
+        user_of(request)  # like every handler: a client can call it directly
+        return layout_updates(layout or "")
 
     # ---------------------------------------------------------- admin views
 
@@ -508,6 +540,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
                 gr.HTML(render.KEYS_HELP)
                 aid = gr.Textbox(visible="hidden", elem_id="rlhf-aid")
                 token = gr.Textbox(visible="hidden", elem_id="rlhf-token")
+                layout = gr.Textbox(visible="hidden", elem_id="rlhf-layout")
                 elapsed = gr.Number(visible="hidden", elem_id="rlhf-elapsed")
 
             with gr.Tab("Admin", id="admin", visible=False) as admin_tab:
@@ -585,28 +618,30 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
                    admin_api_create_campaign, admin_api_set_campaign_status, admin_api_progress,
                    admin_api_agreement, admin_api_export, admin_api_audit_log):
             gr.api(fn, api_name=fn.__name__.replace("admin_api_", "admin_"))
-        view_outputs = [item, guidelines, pair_row, rank_col, *rank_buttons, rank, rationale, skip_reason,
-                        aid, token, progress]
+        item_outputs = [item, guidelines, rank, rationale, skip_reason, aid, token, progress, layout]
+        layout_outputs = [pair_row, rank_col, *rank_buttons]
+        full_outputs = item_outputs + layout_outputs
+        view_outputs = item_outputs  # what a click that moves to the next item updates
         drafts = [rationale, rank, skip_reason]
 
         def then_restore(dep):
             dep.then(None, [aid], drafts, js=RESTORE_JS, **private)
 
         blocks.load(on_load, None, [who, campaign, admin_tab], **private).then(
-            load_item, [campaign], view_outputs, **private
+            load_item, [campaign], full_outputs, **private
         ).then(None, [aid], drafts, js=RESTORE_JS, **private)
-        then_restore(campaign.input(load_item, [campaign], view_outputs, **private))
+        then_restore(campaign.input(load_item, [campaign], full_outputs, **private))
+        layout.change(apply_layout, [layout], layout_outputs, show_progress="hidden", **private)
+        # The clicks return plain strings only (`view`): Gradio's per-output postprocessing
+        # (str() of a string, in a worker thread, once per output) is skipped for them.
+        clicks = {"trigger_mode": "once", "show_progress": "minimal", "postprocess": False, **private}
         for choice, button in choice_buttons.items():
             then_restore(button.click(make_choice_handler(choice), [campaign, aid, token, rationale, elapsed],
-                                      view_outputs, js=ELAPSED_JS, trigger_mode="once", show_progress="minimal",
-                                      **private))
+                                      view_outputs, js=ELAPSED_JS, **clicks))
         then_restore(rank_submit.click(submit_ranking, [campaign, aid, token, rank, rationale, elapsed],
-                                       view_outputs, js=ELAPSED_JS, trigger_mode="once", show_progress="minimal",
-                                       **private))
-        then_restore(skip_button.click(skip_item, [campaign, aid, skip_reason], view_outputs, trigger_mode="once",
-                                       show_progress="minimal", **private))
-        then_restore(undo_button.click(undo, [campaign], view_outputs, trigger_mode="once",
-                                       show_progress="minimal", **private))
+                                       view_outputs, js=ELAPSED_JS, **clicks))
+        then_restore(skip_button.click(skip_item, [campaign, aid, skip_reason], view_outputs, **clicks))
+        then_restore(undo_button.click(undo, [campaign], view_outputs, **clicks))
         for i, button in enumerate(rank_buttons):
             letter = chr(65 + i)
             button.click(None, [rank, aid], [rank], js=RANK_ADD_JS % (letter, letter), **private)
@@ -637,7 +672,22 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
     # least as large, since handlers are synchronous (set before queue(), which reads it).
     blocks.max_threads = max(40, concurrency + 8)
     blocks.queue(default_concurrency_limit=concurrency, max_size=None)
+    _no_per_event_analytics(blocks)
     return blocks
+
+
+def _no_per_event_analytics(blocks: gr.Blocks) -> None:
+    """Stop Gradio's queue from summarising its traffic after every event.
+
+    For its /monitoring page the queue keeps the last 10,000 events and, after each one,
+    builds a pandas DataFrame of all of them to recompute percentiles: tens of milliseconds
+    per click once a campaign has run a while, growing with the traffic. The app serves no
+    monitoring page (mount() turns it off); keep a short history and never summarise it.
+    """
+    queue = getattr(blocks, "_queue", None)
+    if queue is not None and hasattr(queue, "ANAYLTICS_CACHE_FREQUENCY") and hasattr(queue, "ANALYTICS_MAX_EVENTS"):
+        queue.ANAYLTICS_CACHE_FREQUENCY = 2**62
+        queue.ANALYTICS_MAX_EVENTS = 256
 
 
 def _export_dir(keep_s: float = 3600) -> Path:

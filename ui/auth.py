@@ -128,12 +128,33 @@ def add_routes(app: FastAPI, svc: LabelService, prefix: str) -> None:
     def health():
         return {"ok": True}
 
-    @app.middleware("http")
-    async def signed_out_to_login(request: Request, call_next):
-        path = request.scope.get("path", "")
-        root = request.scope.get("root_path", "").rstrip("/")
-        if request.method == "GET" and (path in pages or (root and path.removeprefix(root) in pages)):
-            if await run_in_threadpool(svc.session_user, session_token(request)) is None:
+    app.add_middleware(SignedOutToLogin, svc=svc, pages=pages, login=login)
+
+
+class SignedOutToLogin:
+    """Sends a signed-out browser that opens the app's page to the login form.
+
+    A plain ASGI middleware: every other request (the queue, its event stream, assets) passes
+    straight through. Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) would wrap
+    every request and response stream of the app in extra tasks and memory streams, a cost
+    each click of every labeler paid twice (the queue join and its event stream).
+    """
+
+    def __init__(self, app, svc: LabelService, pages: set[str], login: str):
+        self.app, self.svc, self.pages, self.login = app, svc, pages, login
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope.get("method") == "GET" and self._is_page(scope):
+            request = Request(scope)
+            if await run_in_threadpool(self.svc.session_user, session_token(request)) is None:
                 here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-                return RedirectResponse(f"{full(request, login)}?next={quote(here, safe='')}", status_code=303)
-        return await call_next(request)
+                target = scope.get("root_path", "").rstrip("/") + self.login
+                response = RedirectResponse(f"{target}?next={quote(here, safe='')}", status_code=303)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _is_page(self, scope) -> bool:
+        path = scope.get("path", "")
+        root = scope.get("root_path", "").rstrip("/")
+        return path in self.pages or bool(root and path.removeprefix(root) in self.pages)
