@@ -429,11 +429,14 @@ class LabelService:
                 if item is None:
                     return None
                 # Re-check under the row lock (PostgreSQL: a fresh statement sees commits made
-                # before we got the lock; SQLite: already serialised by BEGIN IMMEDIATE).
-                had = s.scalar(select(func.count()).where(m.Assignment.item_id == item.id, m.Assignment.user_id == user_id))
-                if had or (not item.is_gold and self._taken(s, item.id, now) >= camp.overlap):
-                    skipped.append(item.id)
-                    continue
+                # before we got the lock). SQLite needs none: BEGIN IMMEDIATE serialises every
+                # writer, so the query above already saw all of them.
+                if self.engine.dialect.name != "sqlite":
+                    had = s.scalar(select(func.count()).where(m.Assignment.item_id == item.id,
+                                                              m.Assignment.user_id == user_id))
+                    if had or (not item.is_gold and self._taken(s, item.id, now) >= camp.overlap):
+                        skipped.append(item.id)
+                        continue
                 order = json.loads(item.candidate_ids_json)
                 secrets.SystemRandom().shuffle(order)  # anonymised, random positions
                 a = m.Assignment(item_id=item.id, campaign_id=campaign_id, user_id=user_id, status="active",
@@ -610,19 +613,21 @@ class LabelService:
             camp = s.get(m.Campaign, campaign_id)
             if camp is None:
                 raise UserError(f"no campaign with id {campaign_id}")
-            judged, spent = s.execute(
-                select(func.count(), func.coalesce(func.sum(m.Judgment.time_spent_s), 0.0))
-                .where(m.Judgment.user_id == user_id, m.Judgment.campaign_id == campaign_id, m.Judgment.retracted_at.is_(None))
-            ).one()
-            skipped = s.scalar(select(func.count()).where(m.Assignment.user_id == user_id,
-                                                           m.Assignment.campaign_id == campaign_id,
-                                                           m.Assignment.status == "skipped"))
-            open_ = s.scalar(select(func.count()).select_from(m.Item).where(
-                m.Item.campaign_id == campaign_id, ~self._had(user_id),
-                or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap)))
-            current = s.scalar(select(func.count()).where(m.Assignment.user_id == user_id,
-                                                           m.Assignment.campaign_id == campaign_id,
-                                                           m.Assignment.status == "active"))
+            mine = (m.Judgment.user_id == user_id, m.Judgment.campaign_id == campaign_id,
+                    m.Judgment.retracted_at.is_(None))
+            by_status = lambda status: select(func.count()).where(  # noqa: E731
+                m.Assignment.user_id == user_id, m.Assignment.campaign_id == campaign_id,
+                m.Assignment.status == status).scalar_subquery()
+            # one statement (every count is a scalar subquery): this runs after every click
+            judged, spent, skipped, open_, current = s.execute(select(
+                select(func.count()).where(*mine).scalar_subquery(),
+                select(func.coalesce(func.sum(m.Judgment.time_spent_s), 0.0)).where(*mine).scalar_subquery(),
+                by_status("skipped"),
+                select(func.count()).select_from(m.Item).where(
+                    m.Item.campaign_id == campaign_id, ~self._had(user_id),
+                    or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap)).scalar_subquery(),
+                by_status("active"),
+            )).one()
         return {"campaign": camp.name, "judged": judged, "skipped": skipped, "time_spent_s": round(float(spent), 1),
                 "remaining": open_ + current}
 
