@@ -45,17 +45,20 @@ class Episodes:
         """The episodes at `index` (a minibatch), every tensor sliced alike."""
         return Episodes(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
-    def trimmed(self) -> "Episodes":
+    def trimmed(self, extent: Optional[tuple[int, int]] = None) -> "Episodes":
         """The same episodes without the columns that are padding in every row.
 
         The rollout pads prompts to the longest of the whole batch and responses to the
         longest response; a minibatch's own longest is often shorter. Dropping the columns
         that no row uses changes no logprob or value (pads are masked, and a causal model's
         outputs do not depend on later positions), and every forward and backward of the
-        minibatch then runs over fewer positions.
+        minibatch then runs over fewer positions. `extent` is (first prompt column, response
+        width) when the caller knows it already (`padding_extent`), which saves reading the
+        masks back from the device.
         """
-        start = _first_used_column(self.query_mask)
-        width = int(self.response_mask.sum(dim=1).max()) if self.response_mask.numel() else 0
+        if extent is None:
+            extent = padding_extent(padding_bounds(self.query_mask, self.response_mask))
+        start, width = extent
         per_token = {"response_ids", "response_mask", "logprobs", "ref_logprobs", "values"}
         out = {}
         for f in fields(self):
@@ -68,12 +71,19 @@ class Episodes:
         return Episodes(**out)
 
 
-def _first_used_column(mask: torch.Tensor) -> int:
-    """Index of the first column that is not padding in every row (left padding)."""
-    if mask.numel() == 0:
-        return 0
-    used = mask.any(dim=0)
-    return int(used.long().argmax()) if bool(used.any()) else mask.shape[1]
+def padding_bounds(query_mask: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
+    """Per episode (on the CPU): [first real prompt column, response length]."""
+    real = query_mask.bool()
+    first = torch.where(real.any(dim=1), real.long().argmax(dim=1), torch.full_like(real[:, 0], real.shape[1],
+                                                                                   dtype=torch.long))
+    return torch.stack([first, response_mask.long().sum(dim=1)], dim=1).cpu()
+
+
+def padding_extent(bounds: torch.Tensor) -> tuple[int, int]:
+    """(first column any episode uses, longest response) over rows of `padding_bounds`."""
+    if bounds.numel() == 0:
+        return 0, 0
+    return int(bounds[:, 0].min()), int(bounds[:, 1].max())
 
 
 def encode_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:

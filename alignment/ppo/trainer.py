@@ -45,6 +45,8 @@ from alignment.ppo.rollout import (
     eos_ids,
     forward_in_chunks,
     left_pad,
+    padding_bounds,
+    padding_extent,
     policy_forward,
     sample_responses,
     value_forward,
@@ -277,6 +279,7 @@ def train_ppo(
         raw_scores = reward_fn(batch_prompts, texts).to(device).float()
         scores = final_scores(raw_scores, has_eos, cfg.reward_clip, cfg.missing_eos_penalty)
         mask = response_mask.float()
+        bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
         episodes = Episodes(query_ids, query_mask, response_ids, response_mask, has_eos, logprobs, ref_logprobs,
                             values * mask, scores)
         t_rollout = time.perf_counter() - t_start
@@ -305,10 +308,12 @@ def train_ppo(
         first_minibatch: dict[str, float] = {}
         for epoch in range(cfg.ppo_epochs):
             order = torch.randperm(local_batch, device=device)
+            order_cpu = order.cpu()
             for mb_start in range(0, local_batch, local_mini):
                 for mc_start in range(mb_start, mb_start + local_mini, micro):
                     idx = order[mc_start : mc_start + micro]
-                    mb = episodes.select(idx).trimmed()  # without the columns that are padding in every row
+                    extent = padding_extent(bounds[order_cpu[mc_start : mc_start + micro]])
+                    mb = episodes.select(idx).trimmed(extent)  # without the columns that are padding in every row
                     width = mb.response_ids.shape[1]
                     mb_mask, mb_adv, mb_ret = mask[idx, :width], advantages[idx, :width], returns[idx, :width]
                     with accelerator.accumulate(actor, critic):
