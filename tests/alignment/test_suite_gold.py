@@ -44,12 +44,12 @@ def test_family_answer_and_checker(name):
     assert bad.score < 1.0 and bad.breakdown["task"] < 1.0
 
 
-def test_task_score_is_positionwise_over_the_longer_length():
+def test_task_score_is_exact_match_of_the_answer_words():
     m = meta("copy", ["cat", "dog", "sun"])
-    assert gold_score(m, "cat dog sun really").score == pytest.approx(3 / 4)  # padded
-    assert gold_score(m, "cat dog").score == pytest.approx(2 / 3)  # truncated
-    assert gold_score(m, "dog cat sun").score == pytest.approx(1 / 3)  # swapped
-    assert gold_score(m, "").score == 0.0
+    assert gold_score(m, "cat dog sun").score == 1.0
+    assert gold_score(m, "CAT Dog sun.").score == 1.0  # case and a final full stop are not the task
+    for wrong in ("cat dog sun really", "cat dog", "dog cat sun", ""):  # padded, truncated, swapped, empty
+        assert gold_score(m, wrong).score == 0.0, wrong
 
 
 # --- constraints: correct passes, each violation fails ----------------------------------
@@ -100,7 +100,7 @@ def test_task_and_constraints_are_scored_independently():
     assert missing_end.score == pytest.approx(0.5 + 0.5 * 3 / 4)
     # a wrong answer with every decoration right costs the task only
     wrong = gold_score(m, "RESULT [CAT DOG SUN] DONE")
-    assert wrong.breakdown["task"] == pytest.approx(1 / 3)
+    assert wrong.breakdown["task"] == 0.0 and wrong.score == pytest.approx(0.5)
     assert all(v == 1.0 for k, v in wrong.breakdown.items() if k != "task")
 
 
