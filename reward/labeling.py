@@ -101,6 +101,8 @@ def simulated_judgment(annotator: SimulatedAnnotator, assignment, metadata: dict
     if assignment.mode == "ranking":
         best_first = [canonical[i] for i in annotator.rank(golds, rng)]
         return {"ranking": [shown.index(c) for c in best_first]}
+    if annotator.is_tie(golds[0], golds[1]):
+        return {"choice": "tie"}
     winner = canonical[0] if annotator.prefer_first(golds[0], golds[1], rng) else canonical[1]
     return {"choice": "A" if shown[0] == winner else "B"}
 
@@ -200,7 +202,9 @@ def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
     if cfg.source != "simulated":
         raise UserError(f"labels.source={cfg.source!r}: only 'simulated' labels are produced by this stage")
     candidates = read_rows(run.stage_dir("samples", create=False) / CANDIDATES_FILE)
-    service = LabelService.open(cfg.db)
+    # synchronous=NORMAL: several times cheaper per judgment, and a killed run still resumes
+    # from every committed judgment (only a power cut could lose the last few)
+    service = LabelService.open(cfg.db, durable=False)
     try:
         name = cfg.campaign.replace("{round}", str(round))
         existing = {c["name"]: c["id"] for c in service.list_campaigns()}

@@ -9,8 +9,12 @@ label noise of a careless or disagreeing human. A ranking of K is Plackett–Luc
 utilities (the K-wise generalisation of Bradley–Terry, sampled with the Gumbel-max trick),
 reversed whole with probability `flip_prob` (which is the pairwise flip when K = 2).
 
-Simulated annotators never say "tie": Bradley–Terry has no tie outcome, and equal gold is
-resolved by a fair coin, as a human forced to choose would.
+In a pairwise judgment a persona says "tie" when the two gold scores are within
+`tie_margin` of each other (equal, by default), as a careful person does when two responses
+are equally right or equally wrong; a tie is never flipped. Without that, the many pairs of
+equal gold (two samples that both met every constraint, say) would be labelled by a coin and
+train the reward model on pure noise. A ranking has no tie outcome: equal gold there is
+ordered by the Gumbel draw, as a person forced to rank would.
 
 Every judgment draws from its own generator seeded by (seed, persona, item key), never from
 shared state, so a seed gives the same labels whatever order items are served in, however
@@ -44,12 +48,19 @@ class SimulatedAnnotator:
     name: str
     temperature: float = 0.1
     flip_prob: float = 0.25
+    tie_margin: float = 0.0
 
     def __post_init__(self):
         if self.temperature <= 0:
             raise ValueError(f"annotator {self.name!r}: temperature must be > 0, got {self.temperature}")
         if not 0 <= self.flip_prob <= 1:
             raise ValueError(f"annotator {self.name!r}: flip_prob must be in [0, 1], got {self.flip_prob}")
+        if self.tie_margin < 0:
+            raise ValueError(f"annotator {self.name!r}: tie_margin must be >= 0, got {self.tie_margin}")
+
+    def is_tie(self, gold_a: float, gold_b: float) -> bool:
+        """Whether the persona calls the pair a tie (checked before `prefer_first`)."""
+        return abs(gold_a - gold_b) <= self.tie_margin + 1e-9
 
     def prefer_first(self, gold_a: float, gold_b: float, rng: np.random.Generator) -> bool:
         """Whether the persona reports a ≻ b."""
@@ -69,4 +80,4 @@ def personas(configs) -> list[SimulatedAnnotator]:
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ValueError(f"labels.annotators: persona names must be distinct, got {names}")
-    return [SimulatedAnnotator(c.name, c.temperature, c.flip_prob) for c in configs]
+    return [SimulatedAnnotator(c.name, c.temperature, c.flip_prob, c.tie_margin) for c in configs]

@@ -13,6 +13,9 @@ class AnnotatorConfig(Section):
     name: str = option(help="Persona name, stored as the labeler's user name.")
     temperature: float = option(0.1, help="Bradley-Terry temperature on gold-score differences.")
     flip_prob: float = option(0.25, help="Probability that the judgment is flipped (AlpacaFarm used 0.25).")
+    tie_margin: float = option(
+        0.0, help="Pairwise: say 'tie' when the gold scores differ by at most this (0: only when equal)."
+    )
 
 
 @dataclass

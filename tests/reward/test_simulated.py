@@ -36,6 +36,15 @@ def test_ranking_is_plackett_luce_and_reversed_on_flip():
     assert always.rank([0.2, 0.9, 0.5], judgment_rng(0, "r", "x")) == [0, 2, 1]
 
 
+def test_equal_gold_is_a_tie_and_is_never_flipped():
+    ann = SimulatedAnnotator("t", temperature=0.1, flip_prob=1.0)
+    assert ann.is_tie(0.5, 0.5) and not ann.is_tie(0.5, 0.75)
+    lenient = SimulatedAnnotator("t", temperature=0.1, flip_prob=0.0, tie_margin=0.25)
+    assert lenient.is_tie(0.5, 0.75) and not lenient.is_tie(0.5, 0.8)
+    with pytest.raises(ValueError, match="tie_margin"):
+        SimulatedAnnotator("t", tie_margin=-0.1)
+
+
 def test_judgments_are_deterministic_for_a_seed():
     ann = SimulatedAnnotator("t", temperature=0.3, flip_prob=0.3)
     draw = lambda seed: [ann.prefer_first(0.5, 0.4, judgment_rng(seed, "t", str(i))) for i in range(200)]
@@ -53,7 +62,7 @@ def _run_campaign(tmp_path, name: str, seed: int, annotators, mode: str = "pairw
 
     svc = LabelService.open(f"sqlite:///{tmp_path / name}.db")
     try:
-        rows = _candidates(20)
+        rows = _candidates(20)  # the three responses' gold differs, so no pair is a tie
         cid = svc.create_campaign(name, mode=mode, overlap=len(annotators), items=rows, seed=0)
         stats = simulate_campaign(svc, cid, annotators, rows, seed=seed, progress=False)
         users = {u.name: u for u in svc.list_users()}
