@@ -52,8 +52,8 @@ STAGE_FUNCTIONS: dict[str, str] = {
 SMOKE_OVERRIDES = [
     "suite.n_sft=800", "suite.n_prompts=120", "suite.n_eval=24", "data.eval_fraction=0.05",
     "sft.max_steps=30", "sft.eval_steps=1000", "sft.save_steps=15", "sft.gold_eval_prompts=8", "sft.report_to=[none]",
-    "labels.prompts=48", "labels.candidates_per_prompt=3",
-    "reward.max_steps=12", "reward.eval_steps=6", "reward.normalize_samples=16", "reward.bootstrap_samples=200",
+    "labels.prompts=96", "labels.candidates_per_prompt=4",
+    "reward.max_steps=12", "reward.eval_steps=6", "reward.eval_fraction=0.2", "reward.normalize_samples=16", "reward.bootstrap_samples=200",
     "reward.report_to=[none]",
     "ppo.total_episodes=64", "ppo.rollout_batch_size=16", "ppo.mini_batch_size=8", "ppo.ppo_epochs=1",
     "ppo.save_every=1", "ppo.eval_every=0", "ppo.eval_max_prompts=8", "ppo.report_to=[none]",
