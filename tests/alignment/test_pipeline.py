@@ -92,7 +92,7 @@ def test_human_label_mode_pauses_then_resumes_with_judgments_from_the_service(tm
 
     out = tmp_path / "human"
     args = ["configs/quickstart.yaml", "pipeline.smoke=true", f"output_dir={out}", "labels.source=human",
-            "labels.prompts=16", "pipeline.stages=[sft, samples, labels, reward]"]
+            "labels.prompts=48", "pipeline.stages=[sft, samples, labels, reward]"]
     first = rlhf_run(*args)
     log, _ = first.communicate(timeout=900)
     assert first.returncode == 0, log[-3000:]
