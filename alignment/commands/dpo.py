@@ -35,6 +35,11 @@ def print_outcome(stage: str, summary: dict) -> None:
     gold = summary.get("eval/gold")
     if gold is None:
         return
-    ci = summary.get("gold_gain_ci95")
-    gain = f", gain {summary['gold_gain']:+.3f} (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci else ""
-    print(f"{stage}: held-out gold {gold:.3f}{gain}, KL k1 {summary.get('eval/kl_k1', float('nan')):.2f}")
+    def gain(name: str) -> str:
+        ci = summary.get(f"{name}_ci95")
+        return f", gain {summary[name]:+.3f} (95% CI {ci[0]:+.3f}..{ci[1]:+.3f})" if ci else ""
+
+    line = f"{stage}: held-out gold greedy {gold:.3f}{gain('gold_gain')}"
+    if summary.get("eval/gold_sampled") is not None:
+        line += f"; sampled {summary['eval/gold_sampled']:.3f}{gain('gold_sampled_gain')}"
+    print(f"{line}; KL k1 {summary.get('eval/kl_k1', float('nan')):.2f}")

@@ -3,6 +3,10 @@
 On prompts the policy never trained on:
 - `gold`: mean gold score of greedy responses (the offline suite's checkers), the true
   alignment measure a proxy reward cannot fake;
+- `gold_sampled`: mean gold of the responses sampled at the training temperature for the KL
+  estimate (one per prompt, no extra generation). It is what RL optimises and what the
+  pipeline's report compares; greedy gold can hide a gain when greedy decoding already
+  meets what the preferences teach;
 - `kl_k1`, `kl_k3`: KL(policy || reference) per sequence, estimated from responses sampled
   from the policy at the training temperature (k1 and k3 of Schulman's note, summed over
   tokens). DPO has no rollouts of its own, so this is the one KL every method reports alike;
@@ -23,7 +27,7 @@ from alignment.data.files import read_rows
 from alignment.generation import generate
 from alignment.ppo.kl import kl_estimate
 from alignment.ppo.masks import masked_sum, truncate_after_eos
-from alignment.ppo.rollout import encode_prompts, eos_ids, left_pad, policy_forward, sample_responses
+from alignment.ppo.rollout import decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, sample_responses
 
 
 def gold_scores(rows: Sequence[dict], responses: Sequence[str]) -> Optional[list[float]]:
@@ -39,8 +43,11 @@ def gold_scores(rows: Sequence[dict], responses: Sequence[str]) -> Optional[list
 def sequence_kl(
     policy, reference_ctx: Callable, tokenizer, prompts: Sequence, max_new_tokens: int, temperature: float,
     batch_size: int = 64,
+    texts: Optional[list] = None,
 ) -> dict[str, float]:
     """Sample from the policy and estimate KL(policy || reference) per sequence (k1 and k3).
+
+    The decoded samples are appended to `texts` when a list is given.
 
     `reference_ctx()` is a context manager yielding the reference model (see
     actor_critic.reference_mode), so a LoRA policy is compared with its own base weights.
@@ -60,6 +67,8 @@ def sequence_kl(
         k3 += masked_sum(kl_estimate(logp, ref_logp, "k3"), r_mask, dim=1).tolist()
         lengths += r_mask.sum(dim=1).tolist()
         ended += has_eos.tolist()
+        if texts is not None:
+            texts += decode_responses(tokenizer, r_ids, r_mask)
     n = max(len(k1), 1)
     return {"kl_k1": sum(k1) / n, "kl_k3": sum(k3) / n, "length": sum(lengths) / n, "eos_rate": sum(ended) / n}
 
@@ -84,15 +93,19 @@ def evaluate_policy(
         devices = [device.index or 0] if (device := next(policy.parameters()).device).type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
-            metrics = sequence_kl(policy, reference_ctx, tokenizer, prompts, max_new_tokens, temperature, batch_size)
+            sampled: list[str] = []
+            metrics = sequence_kl(policy, reference_ctx, tokenizer, prompts, max_new_tokens, temperature, batch_size,
+                                  texts=sampled)
     finally:
         policy.train(was_training)
     gold = gold_scores(rows, greedy)
+    gold_sampled = gold_scores(rows, sampled)
     if gold is not None:
         metrics["gold"] = sum(gold) / len(gold)
+        metrics["gold_sampled"] = sum(gold_sampled) / len(gold_sampled)
     if reward_fn is not None:
         metrics["score"] = float(reward_fn(prompts, greedy).float().mean())
-    return metrics, {"gold": gold, "responses": greedy}
+    return metrics, {"gold": gold, "gold_sampled": gold_sampled, "responses": greedy}
 
 
 def paired_bootstrap_ci(
@@ -130,6 +143,7 @@ def as_logged(metrics: dict, details: dict) -> dict:
     """`eval/<name>` metrics, plus the per-prompt gold list under `_gold` (kept out of the logs)."""
     out = {f"eval/{k}": v for k, v in metrics.items()}
     out["_gold"] = details.get("gold")
+    out["_gold_sampled"] = details.get("gold_sampled")
     return out
 
 
@@ -138,7 +152,8 @@ def gain_summary(final: dict, start: Optional[dict], samples: int = 2000, seed: 
     summary = {k: v for k, v in final.items() if not k.startswith("_")}
     if start:
         summary.update({f"start/{k[len('eval/'):]}": v for k, v in start.items() if k.startswith("eval/")})
-    if final.get("_gold") and start and start.get("_gold"):
-        gain, lo, hi = paired_bootstrap_ci(final["_gold"], start["_gold"], samples, seed)
-        summary.update({"gold_gain": gain, "gold_gain_ci95": [lo, hi]})
+    for key, name in (("_gold", "gold_gain"), ("_gold_sampled", "gold_sampled_gain")):
+        if final.get(key) and start and start.get(key):
+            gain, lo, hi = paired_bootstrap_ci(final[key], start[key], samples, seed)
+            summary.update({name: gain, f"{name}_ci95": [lo, hi]})
     return summary

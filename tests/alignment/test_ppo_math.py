@@ -256,3 +256,17 @@ def test_kl_shaped_rewards_hand_computed():
     torch.testing.assert_close(non_score, torch.tensor([[-0.1, 0.2, -0.5, 0], [-1.0, 0, 0, 0], [0.0, 0, 0, 0]]))
     # the score lands on the last valid token; the empty row gets nothing
     torch.testing.assert_close(rewards, torch.tensor([[-0.1, 0.2, 0.5, 0], [2.0, 0, 0, 0], [0.0, 0, 0, 0]]))
+
+
+def test_gain_summary_reports_greedy_and_sampled_gold_gains_with_paired_cis():
+    from alignment.ppo.held_out import gain_summary
+
+    start = {"eval/gold": 0.5, "eval/gold_sampled": 0.4, "_gold": [0.5, 0.5, 0.5, 0.5], "_gold_sampled": [0.25, 0.5, 0.5, 0.35]}
+    final = {"eval/gold": 0.5, "eval/gold_sampled": 0.6, "_gold": [0.5, 0.5, 0.5, 0.5], "_gold_sampled": [0.5, 0.75, 0.5, 0.65]}
+    summary = gain_summary(final, start, samples=500)
+    assert not any(k.startswith("_") for k in summary)
+    assert summary["gold_gain"] == 0.0 and summary["gold_gain_ci95"] == [0.0, 0.0]
+    assert summary["gold_sampled_gain"] == pytest.approx(0.2)  # paired differences 0.25, 0.25, 0, 0.3
+    lo, hi = summary["gold_sampled_gain_ci95"]
+    assert 0.0 <= lo < 0.2 < hi <= 0.3
+    assert summary["start/gold_sampled"] == 0.4
