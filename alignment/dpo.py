@@ -20,9 +20,8 @@ from pathlib import Path
 from alignment.data.files import read_rows
 from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
 from alignment.errors import DataError, UserError
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
-from alignment.ppo.actor_critic import reference_mode
-from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
@@ -170,14 +169,8 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
 
     summary: dict = {}
     if trainer.accelerator.is_main_process:  # one process evaluates and writes; the others wait
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        final = held_out(policy, lambda: reference_mode(policy, reference))
-        logger.log(result.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
-        if cfg.lora.enabled:
-            policy.save_pretrained(out / "adapter")
-            policy = policy.merge_and_unload()
-        save_model(policy, tokenizer, out)
-        summary = gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
+        summary = finish_trained_policy(trainer, held_out, reference, tokenizer, out, logger, start, recipe,
+                                        cfg.lora.enabled)
         summary.update({
             "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(rows), "sources": sources,
             "loss_type": list(cfg.loss_type), "beta": cfg.beta, "lora": cfg.lora.enabled,

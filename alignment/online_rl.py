@@ -20,9 +20,8 @@ import torch
 
 from alignment.data.files import read_rows
 from alignment.errors import UserError
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
-from alignment.ppo.actor_critic import reference_mode
-from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.ppo.rewards import final_scores
 from alignment.ppo.trainer import random_reward
@@ -168,14 +167,8 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
 
     summary: dict = {}
     if trainer.accelerator.is_main_process:
-        policy = trainer.accelerator.unwrap_model(trainer.model)
-        final = held_out(policy, lambda: reference_mode(policy, reference))
-        logger.log(result.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
-        if cfg.lora.enabled:
-            policy.save_pretrained(out / "adapter")
-            policy = policy.merge_and_unload()
-        save_model(policy, tokenizer, out)
-        summary = gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
+        summary = finish_trained_policy(trainer, held_out, reference, tokenizer, out, logger, start, recipe,
+                                        cfg.lora.enabled)
         summary.update({
             "train_loss": result.training_loss, "steps": result.global_step, "episodes": result.global_step * per_step,
             "method": method, "beta": cfg.beta, "kl_estimator": TRL_KL_ESTIMATOR[method], "lora": cfg.lora.enabled,

@@ -157,3 +157,21 @@ def gain_summary(final: dict, start: Optional[dict], samples: int = 2000, seed: 
             gain, lo, hi = paired_bootstrap_ci(final[key], start[key], samples, seed)
             summary.update({name: gain, f"{name}_ci95": [lo, hi]})
     return summary
+
+
+def finish_trained_policy(trainer, held_out: Callable, reference, tokenizer, out, logger, start: dict, recipe,
+                          lora: bool) -> dict:
+    """After a TRL trainer (DPO, GRPO, RLOO) on the main process: evaluate the trained policy on
+    the held-out prompts against `reference`, log it, save it (with LoRA: the adapter, then the
+    merged model) and return the gain summary over `start`."""
+    from alignment.models import save_model
+    from alignment.ppo.actor_critic import reference_mode
+
+    policy = trainer.accelerator.unwrap_model(trainer.model)
+    final = held_out(policy, lambda: reference_mode(policy, reference))
+    logger.log(trainer.state.global_step, {k: v for k, v in final.items() if not k.startswith("_")})
+    if lora:
+        policy.save_pretrained(out / "adapter")
+        policy = policy.merge_and_unload()
+    save_model(policy, tokenizer, out)
+    return gain_summary(final, start, recipe.eval.bootstrap_samples, recipe.seed)
