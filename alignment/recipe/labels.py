@@ -17,6 +17,11 @@ class AnnotatorConfig(Section):
         0.0, help="Pairwise: say 'tie' when the gold scores differ by at most this (0: only when equal)."
     )
 
+    def __post_init__(self):
+        # checked here too (reward.simulated checks again) so a bad recipe fails at load, not mid-run
+        if self.temperature <= 0 or not 0 <= self.flip_prob <= 1 or self.tie_margin < 0:
+            raise ValueError(f"annotator {self.name!r}: needs temperature > 0, 0 <= flip_prob <= 1 and tie_margin >= 0")
+
 
 @dataclass
 class LabelsConfig(Section):

@@ -40,6 +40,8 @@ def test_overrides_are_typed_and_reach_into_lists(recipe_file):
         ("sft=3", "key 'sft'"),
         ("data.sources.0.path=/no/such/file.jsonl", "file not found: /no/such/file.jsonl"),
         ("data.sources.4.path=x", "not an index"),
+        ("labels.annotators=[{name: a, tie_margin: -1}]", "key 'labels.annotators.0'"),
+        ("labels.annotators=[{name: a, flip_prob: 1.5}]", "0 <= flip_prob <= 1"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_file(recipe_file, override, expected):
