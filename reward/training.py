@@ -70,7 +70,13 @@ class BradleyTerryTrainer(RewardTrainer):
         )
         with torch.no_grad():
             strict = inputs["target"] == 1.0
-            diff = self.accelerator.gather_for_metrics((r_chosen - r_rejected)[strict].float())
+            # Not gather_for_metrics: it trims the last batch to the number of remaining
+            # *examples* (prompt groups), but this tensor has one entry per *pair*, so it
+            # kept only the first few pairs of the held-out set and early stopping chased noise.
+            diff = (r_chosen - r_rejected)[strict].float()
+            diff = self.accelerator.pad_across_processes(diff, pad_index=float("nan"))
+            diff = self.accelerator.gather(diff)
+            diff = diff[~diff.isnan()]
             # one entry per pair, so TRL's list mean in `log` is the exact accuracy
             self._metrics[mode]["accuracy"].extend(((diff > 0).float() + 0.5 * (diff == 0).float()).tolist())
             self._metrics[mode]["margin"].append(diff.mean().item() if diff.numel() else 0.0)
