@@ -294,6 +294,7 @@ def run_ppo(work: Work, out: Path, counters: Counters) -> dict:
         "mini_batch_size": work.minibatch, "ppo_epochs": work.epochs, "max_new_tokens": work.max_new_tokens,
         "learning_rate": work.learning_rate, "kl_coef": work.kl_coef, "temperature": work.temperature,
         "kl_stop": "null", "save_every": 0, "sample_every": 0, "eval_every": 0, "report_to": "[none]",
+        "critic_warmup_steps": 0,  # TRL trains its policy every step; critic-only iterations would do less work
     }
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"),
                          [f"output_dir={out}", f"seed={work.seed}"] + [f"ppo.{k}={v}" for k, v in ppo.items()])
