@@ -324,18 +324,28 @@ def train_ppo(
                                 lm_loss = ptx_loss(actor, next(ptx_batches))
                                 accelerator.backward(cfg.ptx_coef * lm_loss)
                             _append(stats, {"loss/ptx": lm_loss})
+                        # The critic's loss goes backward before the actor's forward. The two models share
+                        # no parameter, so each gets the gradient the summed loss would give it, and the
+                        # critic's activations are freed before the actor's are made.
                         new_values = value_forward(critic, mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
-                        loss = cfg.vf_coef * vf_loss
+                        if _all_finite(accelerator, {"loss": vf_loss.detach()}):
+                            _stop(f"the value loss is not finite (epoch {epoch})", iteration, out)
+                        accelerator.backward(cfg.vf_coef * vf_loss)
+                        loss = cfg.vf_coef * vf_loss.detach()
                         if train_actor:
                             new_logprobs, entropy = policy_forward(actor, mb.query_ids, mb.query_mask, mb.response_ids,
                                                                    mb.response_mask, cfg.temperature, with_entropy=True,
                                                                    entropy_grad=cfg.entropy_coef != 0)
                             pg_loss, pg_stats = policy_loss(new_logprobs, mb.logprobs, mb_adv, mb_mask, cfg.cliprange)
                             mean_entropy = masked_mean(entropy, mb_mask)
-                            loss = loss + pg_loss - cfg.entropy_coef * mean_entropy
+                            actor_loss = pg_loss - cfg.entropy_coef * mean_entropy
                             if cfg.kl_in == "loss":
-                                loss = loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
+                                actor_loss = actor_loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
+                            if _all_finite(accelerator, {"loss": actor_loss.detach()}):
+                                _stop(f"the policy loss is not finite (epoch {epoch})", iteration, out)
+                            accelerator.backward(actor_loss)
+                            loss = loss + actor_loss.detach()
                             _append(stats, {"loss/policy": pg_loss, "policy/clipfrac": pg_stats["clipfrac"],
                                             "policy/approx_kl": pg_stats["approx_kl"], "policy/ratio": pg_stats["ratio"],
                                             "policy/entropy": mean_entropy})
@@ -343,10 +353,6 @@ def train_ppo(
                                 first_minibatch = {"policy/first_ratio": float(pg_stats["ratio"]),
                                                    "policy/first_approx_kl": float(pg_stats["approx_kl"])}
                         _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"], "loss/total": loss})
-                        bad = _all_finite(accelerator, {"loss": loss.detach()})
-                        if bad:
-                            _stop(f"the {'policy' if train_actor else 'value'} loss is not finite (epoch {epoch})", iteration, out)
-                        accelerator.backward(loss)
                         if accelerator.sync_gradients:
                             accelerator.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
                             accelerator.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
