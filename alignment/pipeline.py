@@ -248,6 +248,11 @@ def headline(stage: str, metrics: dict) -> dict:
     for k, v in (metrics or {}).items():
         if any(k.startswith(p) for p in keys) and isinstance(v, (int, float)):
             out[k] = v
+    for section in ("eval", "gold_test"):  # the reward stage: accuracy against gold, held out and on unseen prompts
+        nested = metrics.get(section)
+        g = nested.get("gold") if isinstance(nested, dict) else None
+        if isinstance(g, dict) and isinstance(g.get("accuracy"), (int, float)):
+            out[f"{section}/gold_accuracy"] = g["accuracy"]
     gold = (metrics or {}).get("gold")
     if isinstance(gold, dict):
         for split, g in gold.items():

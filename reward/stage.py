@@ -7,7 +7,10 @@
   folder with its tokenizer (LoRA adapters are merged, so plain transformers loads it);
 - `reward_stats.json`: mean and std of raw rewards on reference (SFT) responses;
 - `metrics.json`: data counts (with every dropped row by reason), training summary and the
-  held-out evaluation (reward/evaluation.py); `calibration.png`;
+  held-out evaluation (reward/evaluation.py); on the offline suite also `gold_test`, the
+  same evaluation on every gold-separated pair of SFT samples on unseen prompts (the
+  figure to compare settings by: thousands of pairs, where the held-out split has ~200);
+  `calibration.png`;
 - `checkpoints/` (resume) and `tensorboard/`; `COMPLETE.json` last.
 """
 
@@ -183,11 +186,58 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         metrics["eval"] = evaluate_rows(scorer, held, cfg)
         plot_calibration(metrics["eval"], out / "calibration.png")
         print(format_table(metrics["eval"]))
+    test = gold_test_rows(recipe, run)
+    if test:
+        metrics["gold_test"] = evaluate_rows(scorer, test, cfg)
+        gold = metrics["gold_test"]["gold"]
+        print(f"reward: gold test ({gold['n_pairs']} gold-separated pairs of SFT samples on "
+              f"{metrics['gold_test']['n_prompts']} unseen prompts): accuracy {gold['accuracy']:.3f} "
+              f"[{gold['accuracy_ci'][0]:.3f}, {gold['accuracy_ci'][1]:.3f}], length-only {gold['length_only_accuracy']:.3f}")
     metrics["wall_time_s"] = round(time.time() - started, 1)
     run.write_metrics(STAGE, metrics)
     run.mark_done(STAGE, {"model": str(out), "wall_time_s": metrics["wall_time_s"]})
     print(f"reward: saved {out} (train {train_time:.0f}s, total {metrics['wall_time_s']:.0f}s)")
     return metrics
+
+
+def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
+    """On the offline suite: every gold-separated pair among `gold_test_samples` SFT samples of
+    each `gold_test_prompts` prompt, chosen = the higher gold. [] when off or not applicable.
+
+    The in-run held-out split is a few percent of the labelled prompts: ~200 noisy pairs, a CI
+    ±0.08 wide, too coarse to compare training settings by. These prompts were never labelled
+    and there are thousands of pairs, oriented by gold rather than by a label.
+    """
+    from itertools import combinations
+
+    from alignment.data.files import read_rows
+    from alignment.suite import gold_score
+
+    cfg = recipe.reward
+    path = resolve_data_path(recipe, cfg.gold_test_prompts) if cfg.gold_test_prompts else ""
+    sft = run.stage_dir("sft", create=False)
+    if not path or not Path(path).is_file() or not (sft / "config.json").is_file() or cfg.gold_test_samples < 2:
+        return []
+    rows = [r for r in read_rows(path) if "family" in (r.get("metadata") or {})]
+    if not rows:
+        return []
+    from alignment.generation import generate
+    from alignment.models import load_policy, load_tokenizer
+
+    samples = generate(load_policy(str(sft), recipe.model), load_tokenizer(str(sft), recipe.model),
+                       [r["prompt"] for r in rows], max_new_tokens=recipe.labels.max_new_tokens,
+                       temperature=recipe.labels.sample_temperature, seed=recipe.seed + 1,
+                       num_return_sequences=cfg.gold_test_samples)
+    pairs = []
+    for row, responses in zip(rows, samples):
+        distinct = list(dict.fromkeys(t for t in responses if t.strip()))
+        golds = [gold_score(row["metadata"], t).score for t in distinct]
+        for a, b in combinations(range(len(distinct)), 2):
+            if golds[a] != golds[b]:
+                c, r = (a, b) if golds[a] > golds[b] else (b, a)
+                pairs.append({"prompt": row["prompt"], "chosen": distinct[c], "rejected": distinct[r],
+                              "metadata": row["metadata"], "target": 1.0, "weight": 1.0, "margin": 0.0})
+    return pairs
 
 
 def evaluate_rows(scorer, rows: list[dict], cfg, batch_size: int = 64) -> dict:

@@ -44,3 +44,9 @@ class RewardConfig(Section):
         None, help="Column for per-category accuracy (a key or metadata.<key>); default: suite family and constraints."
     )
     bootstrap_samples: int = option(2000, help="Bootstrap resamples for the accuracy CI.")
+    gold_test_prompts: str = option(
+        "suite:eval_seen",
+        help="Offline suite: unseen prompts whose SFT samples give the gold test (every gold-separated pair); "
+        "empty: off.",
+    )
+    gold_test_samples: int = option(8, help="SFT samples per gold-test prompt (at labels.sample_temperature).")
