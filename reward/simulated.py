@@ -54,7 +54,7 @@ class SimulatedAnnotator:
         if self.temperature <= 0:
             raise ValueError(f"annotator {self.name!r}: temperature must be > 0, got {self.temperature}")
         if not 0 <= self.flip_prob <= 1:
-            raise ValueError(f"annotator {self.name!r}: flip_prob must be in [0, 1], got {self.flip_prob}")
+            raise ValueError(f"annotator {self.name!r}: needs 0 <= flip_prob <= 1, got {self.flip_prob}")
         if self.tie_margin < 0:
             raise ValueError(f"annotator {self.name!r}: tie_margin must be >= 0, got {self.tie_margin}")
 

@@ -329,10 +329,8 @@ def train_ppo(
                         # critic's activations are freed before the actor's are made.
                         new_values = value_forward(critic, mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
-                        if _all_finite(accelerator, {"loss": vf_loss.detach()}):
-                            _stop(f"the value loss is not finite (epoch {epoch})", iteration, out)
                         accelerator.backward(cfg.vf_coef * vf_loss)
-                        loss = cfg.vf_coef * vf_loss.detach()
+                        losses = {"value": vf_loss.detach()}
                         if train_actor:
                             new_logprobs, entropy = policy_forward(actor, mb.query_ids, mb.query_mask, mb.response_ids,
                                                                    mb.response_mask, cfg.temperature, with_entropy=True,
@@ -342,17 +340,20 @@ def train_ppo(
                             actor_loss = pg_loss - cfg.entropy_coef * mean_entropy
                             if cfg.kl_in == "loss":
                                 actor_loss = actor_loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
-                            if _all_finite(accelerator, {"loss": actor_loss.detach()}):
-                                _stop(f"the policy loss is not finite (epoch {epoch})", iteration, out)
                             accelerator.backward(actor_loss)
-                            loss = loss + actor_loss.detach()
+                            losses["policy"] = actor_loss.detach()
                             _append(stats, {"loss/policy": pg_loss, "policy/clipfrac": pg_stats["clipfrac"],
                                             "policy/approx_kl": pg_stats["approx_kl"], "policy/ratio": pg_stats["ratio"],
                                             "policy/entropy": mean_entropy})
                             if epoch == 0 and mc_start == 0:  # the PPO invariant: nothing has moved yet
                                 first_minibatch = {"policy/first_ratio": float(pg_stats["ratio"]),
                                                    "policy/first_approx_kl": float(pg_stats["approx_kl"])}
-                        _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"], "loss/total": loss})
+                        _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"],
+                                        "loss/total": cfg.vf_coef * losses["value"] + losses.get("policy", 0.0)})
+                        # one check (one collective) for both losses, before any optimiser step uses them
+                        bad = _all_finite(accelerator, losses)
+                        if bad:
+                            _stop(f"the {bad} loss is not finite (epoch {epoch})", iteration, out)
                         if accelerator.sync_gradients:
                             accelerator.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
                             accelerator.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)

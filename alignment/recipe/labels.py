@@ -18,9 +18,10 @@ class AnnotatorConfig(Section):
     )
 
     def __post_init__(self):
-        # checked here too (reward.simulated checks again) so a bad recipe fails at load, not mid-run
-        if self.temperature <= 0 or not 0 <= self.flip_prob <= 1 or self.tie_margin < 0:
-            raise ValueError(f"annotator {self.name!r}: needs temperature > 0, 0 <= flip_prob <= 1 and tie_margin >= 0")
+        # the persona's own checks, run at recipe load so a bad value fails there with its key named
+        from reward.simulated import SimulatedAnnotator
+
+        SimulatedAnnotator(self.name, self.temperature, self.flip_prob, self.tie_margin)
 
 
 @dataclass
