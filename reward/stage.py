@@ -216,7 +216,10 @@ def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
     cfg = recipe.reward
     path = resolve_data_path(recipe, cfg.gold_test_prompts) if cfg.gold_test_prompts else ""
     sft = run.stage_dir("sft", create=False)
-    if not path or not Path(path).is_file() or not (sft / "config.json").is_file() or cfg.gold_test_samples < 2:
+    if not path or not (sft / "config.json").is_file() or cfg.gold_test_samples < 2:
+        return []
+    if not Path(path).is_file():
+        print(f"reward: no gold-test prompts at {path} (reward.gold_test_prompts); gold test off")
         return []
     rows = [r for r in read_rows(path) if "family" in (r.get("metadata") or {})]
     if not rows:

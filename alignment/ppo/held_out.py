@@ -8,7 +8,7 @@ On prompts the policy never trained on:
   what RL optimises and what the pipeline's report compares; greedy gold can hide a gain when
   greedy decoding already meets what the preferences teach. Several samples per prompt,
   because the baseline is drawn once per run with a fixed seed: with one sample, one unlucky
-  draw (0.436 where 4 samples gave 0.455) biased every run's gain the same way;
+  draw (0.436, where the eval stage's 4 samples gave 0.455) biased every run's gain alike;
 - `kl_k1`, `kl_k3`: KL(policy || reference) per sequence, estimated from responses sampled
   from the policy at the training temperature (k1 and k3 of Schulman's note, summed over
   tokens). DPO has no rollouts of its own, so this is the one KL every method reports alike;
