@@ -3,10 +3,13 @@
 - Actor: the SFT policy, trained fully or through a LoRA adapter.
 - Reference: the frozen SFT policy. With LoRA it is the actor with its adapter switched off
   (`reference_mode`), so no second copy of the weights is held in memory.
-- Critic: a separate model, by default the reward model's backbone and score head (its
-  score head already knows how good a finished response is, which is what the value must
-  learn at the last token). `ValueModel` applies that head at every position instead of
-  only the last, giving one value per token.
+- Critic (`ppo.critic=separate`): a separate model, by default the reward model's backbone
+  and score head (its score head already knows how good a finished response is, which is
+  what the value must learn at the last token). `ValueModel` applies that head at every
+  position instead of only the last, giving one value per token.
+- Critic (`ppo.critic=shared`): a scalar value head on the actor's own final hidden states
+  (`PolicyWithValueHead`, as TRL 0.x's AutoModelForCausalLMWithValueHead): no second
+  network, one forward for logprobs and values, and the value loss trains the trunk too.
 
 Dropout is off in all of them (see alignment.models.load_policy for why).
 """
@@ -14,15 +17,19 @@ Dropout is off in all of them (see alignment.models.load_policy for why).
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import torch
+from transformers.utils import ModelOutput
 
 from alignment.errors import UserError
 from alignment.models import load_policy, lora_config
 from alignment.ppo.masks import position_ids_from_mask
 from alignment.recipe.model import ModelConfig
 from alignment.recipe.ppo import PPOConfig
+
+VALUE_HEAD_FILE = "value_head.safetensors"
 
 
 class ValueModel(torch.nn.Module):
@@ -62,7 +69,72 @@ class ValueModel(torch.nn.Module):
         self.model.save_pretrained(path, **kwargs)
 
 
+@dataclass
+class PolicyValueOutput(ModelOutput):
+    """A causal LM's output (`.loss`, `.logits`, so the reference and PPO-ptx read it as they read the LM's)
+    plus `.value` [B, kept positions]."""
+
+    loss: Optional[torch.Tensor] = None
+    logits: Optional[torch.Tensor] = None
+    value: Optional[torch.Tensor] = None
+
+
+class PolicyWithValueHead(torch.nn.Module):
+    """The actor and V(s_t) from one forward: a linear value head on the final hidden states.
+
+    `forward` returns the policy's logits and one value per kept position, for the same
+    `logits_to_keep` positions. Wrapping both as one module keeps DDP working (it hooks the
+    wrapped module's forward) and puts the head in accelerate's checkpoints beside the actor.
+
+    The head starts at zero (weight and bias): every value is 0 at first, a neutral baseline,
+    and the value loss's gradient into the trunk (through the head's weight) is then exactly
+    zero, so the first updates train the head alone instead of pushing random directions into
+    the actor. A randomly initialised head would read values of arbitrary scale off the hidden
+    states, which the first iterations would spend the trunk's capacity undoing.
+    """
+
+    def __init__(self, policy: Any):
+        super().__init__()
+        self.policy = policy  # a transformers causal LM, or a peft model around one
+        weight = policy.get_output_embeddings().weight  # the head lives in the trunk's dtype and device
+        self.value_head = torch.nn.Linear(policy.config.hidden_size, 1, dtype=weight.dtype, device=weight.device)
+        torch.nn.init.zeros_(self.value_head.weight)
+        torch.nn.init.zeros_(self.value_head.bias)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0,
+                train_trunk: bool = True, **kwargs) -> "PolicyValueOutput":
+        """`train_trunk=False` (critic warm-up) runs the policy without autograd: only the head gets a gradient."""
+        with torch.set_grad_enabled(train_trunk and torch.is_grad_enabled()):
+            out = self.policy(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
+                              output_hidden_states=True, **kwargs)
+        hidden = out.hidden_states[-1][:, -logits_to_keep:]  # after the final norm, as the LM head reads it
+        return PolicyValueOutput(loss=out.loss, logits=out.logits, value=self.value_head(hidden).squeeze(-1).float())
+
+    def __getattr__(self, name: str):
+        """Everything else is the policy's (generate, generation_config, disable_adapter, the gradient
+        checkpointing switches), as peft's PeftModel forwards to its base model."""
+        try:
+            return super().__getattr__(name)  # parameters and submodules, policy and value_head among them
+        except AttributeError:
+            if name == "policy":
+                raise
+            return getattr(self.policy, name)
+
+    def trunk_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.policy.parameters() if p.requires_grad]
+
+    def save_value_head(self, folder) -> None:
+        from pathlib import Path
+
+        from safetensors.torch import save_file
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in self.value_head.state_dict().items()},
+                  str(Path(folder) / VALUE_HEAD_FILE))
+
+
 def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device):
+    """The policy (+LoRA); with `ppo.critic=shared`, inside a `PolicyWithValueHead`."""
     model = load_policy(path, model_cfg, device=device)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
@@ -71,7 +143,7 @@ def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(cfg.lora))
-    return model
+    return PolicyWithValueHead(model) if cfg.critic == "shared" else model
 
 
 def load_reference(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device):
@@ -106,7 +178,8 @@ def check_critic_tokenizer(critic_path: str, policy_tokenizer) -> None:
 
 @contextlib.contextmanager
 def reference_mode(actor, reference):
-    """Yield the model that computes reference logprobs: the frozen copy, or the actor with its adapter off."""
+    """Yield the model that computes reference logprobs: the frozen copy, or the actor with its adapter off
+    (with a shared value head too: its values are not read)."""
     if reference is not None:
         yield reference
         return

@@ -1,7 +1,8 @@
 """Resumable PPO state: `ppo/checkpoints/iter-NNNNN/`, complete only when `state.json` is in it.
 
-`accelerator.save_state` writes the actor and critic weights, the optimiser state and every
-process's RNG states (Python, NumPy, torch, CUDA), plus the objects registered with
+`accelerator.save_state` writes the actor and critic weights (with `ppo.critic=shared`, the
+value head's inside the actor's), the optimiser state and every process's RNG states
+(Python, NumPy, torch, CUDA), plus the objects registered with
 `accelerator.register_for_checkpointing` (the KL controller and the loop counters). The
 `state.json` marker is written last by the main process: a folder without it is a
 checkpoint that was being written when the run died, and is ignored.

@@ -4,6 +4,9 @@
             -> truncate after the first EOS -> logprobs of the sampled tokens under the actor
                (recomputed with the same T) and the reference -> per-token values -> score
 
+The values come from the separate critic's own forward (`value_forward`), or, with a value
+head on the actor's trunk, from the actor's logprob forward itself (`policy_value_forward`).
+
 Left padding keeps every prompt's last token in the same column, so that generation appends
 to all rows at once with the KV cache; position ids are built from the attention mask so the
 padding is invisible to the model. Logprobs are recomputed in a separate forward pass rather
@@ -153,25 +156,46 @@ def policy_forward(
     causal model it changes no earlier position. `entropy_grad=False` computes the entropy
     outside autograd (for logging, when it is not part of the loss).
     """
+    logprobs, _, entropy = _response_forward(model, query_ids, query_mask, response_ids, response_mask, temperature,
+                                             with_entropy, entropy_grad)
+    return logprobs, entropy
+
+
+def policy_value_forward(model, *args, train_trunk: bool = True, **kwargs):
+    """(logprobs [B, R], values [B, R], entropy) from ONE forward of a `PolicyWithValueHead`;
+    the arguments are policy_forward's.
+
+    The value at each response position is read from the same hidden state that predicts
+    the token there: V(s_t), the state just before token t is chosen (as in value_forward).
+    `train_trunk=False` gives gradients to the value head only.
+    """
+    return _response_forward(model, *args, train_trunk=train_trunk, **kwargs)
+
+
+def _response_forward(model, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy=False,
+                      entropy_grad=True, **model_kwargs):
+    """(logprobs, values or None, entropy or None) over the response positions; see policy_forward."""
     R = response_ids.shape[1]
     if R == 0:
         empty = response_ids.new_zeros((response_ids.shape[0], 0), dtype=torch.float32)
-        return empty, (empty if with_entropy else None)
+        return empty, empty, (empty if with_entropy else None)
     ids = torch.cat([query_ids, response_ids[:, :-1]], dim=1)
     mask = torch.cat([query_mask, response_mask[:, :-1]], dim=1)
-    logits = model(
+    out = model(
         input_ids=ids,
         attention_mask=mask,
         position_ids=position_ids_from_mask(mask),
         logits_to_keep=R,
         use_cache=False,
-    ).logits.float()
+        **model_kwargs,
+    )
+    logits = out.logits.float()
     logprobs = logprobs_of(logits, response_ids, temperature)
     entropy = None
     if with_entropy:
         with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = entropy_from_logits(logits / temperature)
-    return logprobs, entropy
+    return logprobs, out.get("value"), entropy
 
 
 def value_forward(critic, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
@@ -203,7 +227,13 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 
 
 @torch.no_grad()
-def forward_in_chunks(fn, n: int, chunk: int, *tensors: torch.Tensor) -> torch.Tensor:
-    """fn over row chunks of `tensors`, concatenated: bounds memory for big rollouts."""
-    return torch.cat([fn(*(t[i : i + chunk] for t in tensors)) for i in range(0, n, chunk)], dim=0)
+def forward_in_chunks(fn, n: int, chunk: int, *tensors: torch.Tensor):
+    """fn over row chunks of `tensors`, concatenated: bounds memory for big rollouts.
+
+    `fn` returns a tensor, or a tuple of tensors (each is concatenated over the chunks).
+    """
+    parts = [fn(*(t[i : i + chunk] for t in tensors)) for i in range(0, n, chunk)]
+    if isinstance(parts[0], tuple):
+        return tuple(torch.cat(column, dim=0) for column in zip(*parts))
+    return torch.cat(parts, dim=0)
 

@@ -4,10 +4,12 @@ The loop reads top to bottom in the order of the algorithm, like cleanrl's ppo.p
 
     for each iteration:
         1. rollout     sample responses to a batch of prompts; logprobs, reference logprobs, values
+                       (values: from the separate critic, or from the actor's own forward when
+                       the value head sits on its trunk, ppo.critic=shared)
         2. score       reward model -> normalise -> clip -> missing-EOS penalty
         3. shape       per-token reward -beta*KL, plus the score on the last token
         4. GAE         advantages and returns; whiten advantages over valid tokens
-        5. learn       epochs over minibatches: clipped surrogate + clipped value loss
+        5. learn       epochs over minibatches: clipped surrogate + vf_coef * clipped value loss
         6. bookkeeping adapt beta, log, guard against NaN and KL blow-up, checkpoint, evaluate
 
 Everything runs under accelerate: one CPU process by default, several processes (DDP) with
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -48,6 +51,7 @@ from alignment.ppo.rollout import (
     padding_bounds,
     padding_extent,
     policy_forward,
+    policy_value_forward,
     sample_responses,
     value_forward,
 )
@@ -187,35 +191,48 @@ def train_ppo(
     local_batch, local_mini, micro = _check_sizes(recipe, world)
     set_seed(recipe.seed, device_specific=True)  # each process samples differently
 
-    # --- models: actor (+LoRA), frozen reference (or the adapter switched off), critic, reward
+    # --- models: actor (+LoRA, + value head if shared), frozen reference (or the adapter switched off),
+    # critic (None when shared), reward
     policy_path = cfg.policy or str(run.stage_dir("sft", create=False))
     reward_path = cfg.reward_model or str(run.stage_dir("reward", create=False))
     has_reward_model = Path(reward_path, "config.json").is_file()
     if reward_fn is None and cfg.reward == "model" and not has_reward_model:
         raise UserError(f"no reward model at {reward_path}: run `rlhf reward` first or set ppo.reward_model")
-    if cfg.critic_init == "reward" and not has_reward_model:
+    separate = cfg.critic == "separate"
+    if separate and cfg.critic_init == "reward" and not has_reward_model:
         raise UserError(f"ppo.critic_init=reward, but no reward model at {reward_path} (train it, or set ppo.critic_init=policy)")
     tokenizer = load_tokenizer(policy_path, recipe.model, padding_side="left")
-    if cfg.critic_init == "reward":
+    if separate and cfg.critic_init == "reward":
         check_critic_tokenizer(reward_path, tokenizer)
+    if not separate:
+        accelerator.print("ppo: critic=shared: a value head (zeros) on the actor's trunk; ppo.critic_init is ignored")
     actor = load_actor(policy_path, recipe.model, cfg, device)
     reference = load_reference(policy_path, recipe.model, cfg, device)
-    critic = load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
+    critic = (load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
+              if separate else None)
     reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
     eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
     ptx_batches = _ptx_batches(recipe, run, tokenizer, micro, device) if cfg.ptx_coef > 0 else None
 
+    if separate:
+        actor_params, critic_params = [p for p in actor.parameters() if p.requires_grad], list(critic.parameters())
+    else:  # critic_learning_rate is the value head's
+        actor_params, critic_params = actor.trunk_parameters(), list(actor.value_head.parameters())
     optimizer = _adamw(
         [
-            {"params": [p for p in actor.parameters() if p.requires_grad], "lr": cfg.learning_rate},
-            {"params": list(critic.parameters()), "lr": cfg.critic_learning_rate or cfg.learning_rate},
+            {"params": actor_params, "lr": cfg.learning_rate},
+            {"params": critic_params, "lr": cfg.critic_learning_rate or cfg.learning_rate},
         ],
         accelerator,
         eps=1e-5,  # cleanrl's Adam epsilon for PPO
     )
-    actor, critic, optimizer = accelerator.prepare(actor, critic, optimizer)
+    if separate:
+        actor, critic, optimizer = accelerator.prepare(actor, critic, optimizer)
+    else:
+        actor, optimizer = accelerator.prepare(actor, optimizer)
+    trained = (actor, critic) if separate else (actor,)
     kl_ctl = (
         AdaptiveKLController(cfg.kl_coef, cfg.target_kl, cfg.kl_horizon) if cfg.adaptive_kl else FixedKLController(cfg.kl_coef)
     )
@@ -269,10 +286,14 @@ def train_ppo(
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
             chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
-            logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
+            if separate:
+                logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
+                values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, chunk, *tensors)
+            else:  # one forward of the actor gives both
+                logprobs, values = forward_in_chunks(lambda *t: policy_value_forward(actor, *t, cfg.temperature)[:2],
+                                                     local_batch, chunk, *tensors)
             with reference_ctx() as ref_model:
                 ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
-            values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, chunk, *tensors)
         texts = decode_responses(tokenizer, response_ids, response_mask)
 
         # ---- 2. score: normalised reward-model score, clipped, missing-EOS penalty
@@ -301,9 +322,12 @@ def train_ppo(
 
         # ---- 5. learn: epochs over shuffled minibatches, gradient accumulation over micro-batches
         t_learn = time.perf_counter()
-        actor.train()
-        critic.train()
+        for model in trained:
+            model.train()
         train_actor = iteration >= cfg.critic_warmup_steps
+        # shared warm-up: the value head alone learns; DDP's reduction, which would wait for the
+        # trunk's gradients, is off (no_sync) and the head's gradients are averaged by hand
+        head_only = not (separate or train_actor)
         stats: dict[str, list[float]] = {}
         first_minibatch: dict[str, float] = {}
         for epoch in range(cfg.ppo_epochs):
@@ -316,7 +340,7 @@ def train_ppo(
                     mb = episodes.select(idx).trimmed(extent)  # without the columns that are padding in every row
                     width = mb.response_ids.shape[1]
                     mb_mask, mb_adv, mb_ret = mask[idx, :width], advantages[idx, :width], returns[idx, :width]
-                    with accelerator.accumulate(actor, critic):
+                    with accelerator.accumulate(*trained), (accelerator.no_sync(actor) if head_only else nullcontext()):
                         if ptx_batches is not None and train_actor:
                             # PPO-ptx: the SFT loss's gradient accumulates locally first (no_sync), and
                             # DDP averages it with the PPO gradient in the synchronised backward below
@@ -324,23 +348,32 @@ def train_ppo(
                                 lm_loss = ptx_loss(actor, next(ptx_batches))
                                 accelerator.backward(cfg.ptx_coef * lm_loss)
                             _append(stats, {"loss/ptx": lm_loss})
-                        # The critic's loss goes backward before the actor's forward. The two models share
-                        # no parameter, so each gets the gradient the summed loss would give it, and the
-                        # critic's activations are freed before the actor's are made.
-                        new_values = value_forward(critic, mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
+                        inputs = (mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
+                        if separate:
+                            new_values = value_forward(critic, *inputs)
+                        else:  # shared trunk: one forward of the actor gives logprobs, entropy and values
+                            new_logprobs, new_values, entropy = policy_value_forward(
+                                actor, *inputs, cfg.temperature, with_entropy=train_actor,
+                                entropy_grad=cfg.entropy_coef != 0, train_trunk=train_actor)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
-                        accelerator.backward(cfg.vf_coef * vf_loss)
+                        loss = cfg.vf_coef * vf_loss
+                        if separate:
+                            # The critic's loss goes backward before the actor's forward. The two models share
+                            # no parameter, so each gets the gradient the summed loss would give it, and the
+                            # critic's activations are freed before the actor's are made.
+                            accelerator.backward(loss)
+                            loss = 0.0
                         losses = {"value": vf_loss.detach()}
                         if train_actor:
-                            new_logprobs, entropy = policy_forward(actor, mb.query_ids, mb.query_mask, mb.response_ids,
-                                                                   mb.response_mask, cfg.temperature, with_entropy=True,
-                                                                   entropy_grad=cfg.entropy_coef != 0)
+                            if separate:
+                                new_logprobs, entropy = policy_forward(actor, *inputs, cfg.temperature, with_entropy=True,
+                                                                       entropy_grad=cfg.entropy_coef != 0)
                             pg_loss, pg_stats = policy_loss(new_logprobs, mb.logprobs, mb_adv, mb_mask, cfg.cliprange)
                             mean_entropy = masked_mean(entropy, mb_mask)
                             actor_loss = pg_loss - cfg.entropy_coef * mean_entropy
                             if cfg.kl_in == "loss":
                                 actor_loss = actor_loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
-                            accelerator.backward(actor_loss)
+                            loss = loss + actor_loss
                             losses["policy"] = actor_loss.detach()
                             _append(stats, {"loss/policy": pg_loss, "policy/clipfrac": pg_stats["clipfrac"],
                                             "policy/approx_kl": pg_stats["approx_kl"], "policy/ratio": pg_stats["ratio"],
@@ -348,6 +381,8 @@ def train_ppo(
                             if epoch == 0 and mc_start == 0:  # the PPO invariant: nothing has moved yet
                                 first_minibatch = {"policy/first_ratio": float(pg_stats["ratio"]),
                                                    "policy/first_approx_kl": float(pg_stats["approx_kl"])}
+                        if torch.is_tensor(loss):  # the actor's loss; shared: + vf_coef * vf_loss, one backward
+                            accelerator.backward(loss)
                         _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"],
                                         "loss/total": cfg.vf_coef * losses["value"] + losses.get("policy", 0.0)})
                         # one check (one collective) for both losses, before any optimiser step uses them
@@ -355,8 +390,10 @@ def train_ppo(
                         if bad:
                             _stop(f"the {bad} loss is not finite (epoch {epoch})", iteration, out)
                         if accelerator.sync_gradients:
-                            accelerator.clip_grad_norm_(actor.parameters(), cfg.max_grad_norm)
-                            accelerator.clip_grad_norm_(critic.parameters(), cfg.max_grad_norm)
+                            if head_only:
+                                _average_gradients(accelerator, accelerator.unwrap_model(actor).value_head.parameters())
+                            for model in trained:
+                                accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
         t_learn = time.perf_counter() - t_learn
@@ -423,10 +460,14 @@ def train_ppo(
     summary = _summary(recipe, final, baseline, last, state, kl_ctl.value)
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(actor)
+        if separate:
+            accelerator.unwrap_model(critic).save_pretrained(out / "critic")
+        else:  # the policy folder holds the plain LM; the head goes to critic/value_head.safetensors
+            model.save_value_head(out / "critic")
+            model = model.policy
         if cfg.lora.enabled:
             model = model.merge_and_unload()  # a plain transformers folder, like every other stage's
         save_model(model, tokenizer, out)
-        accelerator.unwrap_model(critic).save_pretrained(out / "critic")
         run.write_metrics(STAGE, summary)
         run.mark_done(STAGE, {"iterations": state.iteration, "episodes": state.episodes, "processes": world})
     accelerator.wait_for_everyone()
@@ -438,6 +479,14 @@ def train_ppo(
 def _append(stats: dict[str, list], values: dict[str, torch.Tensor]) -> None:
     for name, value in values.items():
         stats.setdefault(name, []).append(value.detach().float())
+
+
+def _average_gradients(accelerator, params) -> None:
+    """What DDP does in backward, by hand: each gradient becomes its mean over the processes."""
+    if accelerator.num_processes > 1:
+        for p in params:
+            if p.grad is not None:
+                p.grad = accelerator.reduce(p.grad, "mean")
 
 
 def _stop(reason: str, iteration: int, out: Path) -> None:

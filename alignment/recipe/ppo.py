@@ -23,8 +23,15 @@ class PPOConfig(Section):
         "model", help="'model' scores with the reward model; 'random' is an ablation (seeded N(0,1) per "
         "response) that tells how much of a gold gain comes from side channels such as the EOS penalty."
     )
+    critic: Literal["separate", "shared"] = option(
+        "separate", help="'separate': a critic model of its own (a second network in memory, its own forward and "
+        "backward); 'shared': a scalar value head on the actor's final hidden states (TRL 0.x's "
+        "AutoModelForCausalLMWithValueHead): one forward gives logprobs and values, one backward takes "
+        "pg_loss + vf_coef * vf_loss, so the value loss also trains the actor's trunk."
+    )
     critic_init: Literal["reward", "policy"] = option(
-        "reward", help="Initialise the critic from the reward model (needs the same tokenizer) or from the policy."
+        "reward", help="Initialise the separate critic from the reward model (needs the same tokenizer) or from the "
+        "policy. Ignored with critic=shared (the value head starts at zero on the actor's trunk)."
     )
     prompts: str = option("suite:prompts", help="Prompts to roll out (file or suite:<split>).")
     max_prompt_length: int = option(96, help="Prompts longer than this (in tokens, after the chat template) are skipped.")
@@ -37,7 +44,9 @@ class PPOConfig(Section):
     learning_rate: float = option(
         5e-5, help="Actor learning rate (quickstart: 3e-4 clipped 27% of tokens in the first iteration; 5e-5 about 5%)."
     )
-    critic_learning_rate: Optional[float] = option(None, help="Critic learning rate (default: actor's).")
+    critic_learning_rate: Optional[float] = option(
+        None, help="Critic learning rate (default: actor's); with critic=shared, the value head's."
+    )
     # --- sampling
     temperature: float = option(1.0, help="Sampling temperature; logprobs are recomputed with it.")
     top_k: int = option(0, help="Top-k sampling (0: off).")
@@ -68,7 +77,8 @@ class PPOConfig(Section):
     ptx_coef: float = option(0.0, help="PPO-ptx: weight of an SFT loss mix-in (on data.sources).")
     whiten_advantages: bool = option(True, help="Whiten advantages over valid tokens.")
     critic_warmup_steps: int = option(
-        2, help="Critic-only iterations before the actor moves (the reward head is a value only at the last token)."
+        2, help="Critic-only iterations before the actor moves (the reward head is a value only at the last token); "
+        "with critic=shared only the value head trains in them, the trunk stays put."
     )
     max_grad_norm: float = option(1.0, help="Gradient clipping.")
     lora: LoraConfig = option(LoraConfig(), help="LoRA actor; the reference is the adapter switched off.")

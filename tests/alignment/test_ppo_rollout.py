@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from alignment.ppo.actor_critic import ValueModel
+from alignment.ppo.actor_critic import PolicyWithValueHead, ValueModel
 from alignment.ppo.masks import truncate_after_eos
 from alignment.ppo.rollout import (
-    decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, sample_responses, value_forward,
+    decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, policy_value_forward, sample_responses,
+    value_forward,
 )
 from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
 from tests.alignment.ppo_tiny import make_policy
@@ -43,6 +44,26 @@ def test_left_padding_changes_neither_logprobs_nor_values(tiny):
     torch.testing.assert_close(both[0], alone[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(v_both[0], v_alone[0], atol=1e-5, rtol=1e-5)
     assert v_both.shape == both.shape == (2, 4)
+
+
+def test_a_value_head_on_the_actor_reads_values_from_the_logprob_forward(tiny):
+    """PolicyWithValueHead: the same logprobs as the plain policy, and one value per response token, padding-proof."""
+    tok, model, _ = tiny
+    shared = PolicyWithValueHead(model).eval()
+    assert not shared.value_head.weight.any() and not shared.value_head.bias.any()  # starts at zero
+    torch.nn.init.normal_(shared.value_head.weight, std=0.5)  # a head that reads something
+    ids, mask = left_pad(encode_prompts(tok, PROMPTS), tok.pad_token_id)
+    response = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+    r_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    with torch.no_grad():
+        plain, _ = policy_forward(model, ids, mask, response, r_mask, temperature=0.7)
+        logprobs, values, entropy = policy_value_forward(shared, ids, mask, response, r_mask, 0.7, with_entropy=True)
+        alone_ids, alone_mask = left_pad(encode_prompts(tok, PROMPTS[:1]), tok.pad_token_id)
+        _, alone, _ = policy_value_forward(shared, alone_ids, alone_mask, response[:1], r_mask[:1], 0.7)
+    torch.testing.assert_close(logprobs, plain)
+    assert values.shape == entropy.shape == response.shape and values.dtype == torch.float32
+    torch.testing.assert_close(values[0], alone[0], atol=1e-5, rtol=1e-5)
+    assert shared.generation_config.eos_token_id == model.generation_config.eos_token_id  # the rest is the policy's
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.6])

@@ -50,8 +50,9 @@ def test_trivially_learnable_reward_rises_and_large_beta_holds_the_policy(tmp_pa
     assert tied_end < end
 
 
-def test_resume_after_kill_reaches_the_same_step_and_kl_controller_state(tmp_path, world):
-    settings = dict(total_episodes=64, save_every=2, adaptive_kl=True, target_kl=0.01, kl_horizon=100)
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_resume_after_kill_reaches_the_same_step_and_kl_controller_state(tmp_path, world, critic):
+    settings = dict(total_episodes=64, save_every=2, adaptive_kl=True, target_kl=0.01, kl_horizon=100, critic=critic)
     straight, straight_m = run(tmp_path, world, "straight", **settings)
     _, killed_m = run(tmp_path, world, "killed", max_iterations=3, **settings)  # dies after iteration 3...
     assert len(killed_m) == 3
@@ -67,6 +68,7 @@ def test_resume_after_kill_reaches_the_same_step_and_kl_controller_state(tmp_pat
     for a, b in zip(resumed_m[2:], straight_m[2:]):  # the same episodes after the resume
         assert a["objective/score"] == pytest.approx(b["objective/score"], abs=1e-5)
         assert a["objective/kl"] == pytest.approx(b["objective/kl"], abs=1e-4)
+        assert a["loss/value"] == pytest.approx(b["loss/value"], rel=1e-4)  # the critic (or value head) came back too
 
 
 def test_nan_reward_stops_with_step_and_tensor_named(tmp_path, world):
@@ -88,10 +90,11 @@ def test_kl_blowup_stops_the_run(tmp_path, world):
         run(tmp_path, world, kl_stop=1e-6, learning_rate=0.05)
 
 
-def test_lora_actor_uses_its_own_base_weights_as_reference_and_saves_a_plain_model(tmp_path, world):
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_lora_actor_uses_its_own_base_weights_as_reference_and_saves_a_plain_model(tmp_path, world, critic):
     from transformers import AutoModelForCausalLM
 
-    summary, metrics = run(tmp_path, world, total_episodes=32, **{"lora.enabled": True, "lora.r": 4})
+    summary, metrics = run(tmp_path, world, total_episodes=32, critic=critic, **{"lora.enabled": True, "lora.r": 4})
     assert metrics[0]["objective/kl"] == 0.0
     assert metrics[0]["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
     assert metrics[1]["objective/kl"] != 0.0  # the adapter moved the policy away from its base
@@ -152,3 +155,54 @@ def test_reward_model_with_another_tokenizer_scores_the_text(tmp_path, world):
     scorer = RewardScorer.from_pretrained(rm)
     assert scorer.stats.mean == 0.5 and scorer.stats.std == 2.0
     assert metrics[0]["objective/raw_score"] != 0.0 and summary["iterations"] == 1
+
+
+# ----------------------------------------------------------------------------- ppo.critic=shared
+def test_shared_value_head_keeps_the_invariants_and_reads_masked_values_from_the_actor(tmp_path, world, monkeypatch):
+    """One forward of the actor gives logprobs and values: the first minibatch still has ratio 1, and the
+    values GAE reads have the response's shape, zero after EOS."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    import alignment.ppo.trainer as trainer
+
+    seen = []
+
+    def spy(rewards, values, mask, gamma, lam):
+        seen.append((values.clone(), mask.clone()))
+        return compute_gae(rewards, values, mask, gamma, lam)
+
+    compute_gae = trainer.compute_gae
+    monkeypatch.setattr(trainer, "compute_gae", spy)
+    _, metrics = run(tmp_path, world, total_episodes=32, ppo_epochs=1, critic="shared")
+    assert metrics[0]["objective/kl"] == 0.0
+    for m in metrics:
+        assert m["policy/first_ratio"] == pytest.approx(1.0, abs=1e-6)
+        assert m["policy/first_approx_kl"] == pytest.approx(0.0, abs=1e-9)
+    assert not seen[0][0].any()  # the head starts at zero
+    values, mask = seen[1]  # after one iteration of training
+    assert values.shape == mask.shape and (values[mask == 0] == 0).all() and values[mask == 1].abs().min() > 0
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "ppo")  # the policy folder: the plain LM
+    assert not any("value" in name for name, _ in model.named_parameters())
+    head = load_file(tmp_path / "run" / "ppo" / "critic" / "value_head.safetensors")
+    assert head["weight"].shape == (1, model.config.hidden_size) and head["weight"].any()
+
+
+def test_shared_warmup_trains_only_the_value_head(tmp_path, world):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    _, metrics = run(tmp_path, world, total_episodes=32, critic="shared", critic_warmup_steps=2, kl_coef=0.0)
+    assert all("loss/policy" not in m for m in metrics)
+    assert metrics[1]["objective/kl"] == 0.0  # the second rollout's logprobs are still the SFT policy's
+    before = AutoModelForCausalLM.from_pretrained(world[0]).state_dict()
+    after = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "ppo").state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # the trunk did not move...
+    assert load_file(tmp_path / "run" / "ppo" / "critic" / "value_head.safetensors")["weight"].any()  # ...the head did
+
+
+def test_shared_value_head_learns_the_trivial_reward(tmp_path, world):
+    _, metrics = run(tmp_path, world, total_episodes=160, kl_coef=0.0, critic="shared")
+    start = sum(m["objective/raw_score"] for m in metrics[:2]) / 2
+    end = sum(m["objective/raw_score"] for m in metrics[-2:]) / 2
+    assert end > start + 0.15, (start, end)
