@@ -11,7 +11,8 @@ the same reward function, the same episodes and generated tokens per step, the s
 minibatch and number of optimiser steps, the same sampling settings and the same number of
 threads. One *step* is one round of the algorithm: sample `episodes` responses, then
 `epochs` passes over them in minibatches of `minibatch` (one optimiser step each). The first
-`warmup` steps are run and thrown away.
+`warmup` steps are run and thrown away. Ours runs twice: `ppo` (a separate critic model) and
+`ppo-shared` (the same with ppo.critic=shared: a value head on the actor), each against the peers.
 
 Printed per contender (means over the measured steps):
   rollout tok/s   generated tokens / rollout seconds (sampling, then logprobs under the policy
@@ -49,13 +50,16 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(REPO))
 
-CONTENDERS = {"ppo": "ours: PPO (alignment.ppo)", "rloo": "TRL RLOOTrainer", "grpo": "TRL GRPOTrainer"}
+CONTENDERS = {"ppo": "ours: PPO (alignment.ppo)", "ppo-shared": "ours: PPO, ppo.critic=shared (value head on the actor)",
+              "rloo": "TRL RLOOTrainer", "grpo": "TRL GRPOTrainer"}
+OURS = ("ppo", "ppo-shared")
+CRITIC = {"ppo": "separate", "ppo-shared": "shared"}
 
 
 # ----------------------------------------------------------------------------- the work, held equal
 @dataclasses.dataclass
 class Work:
-    """What every contender does. Everything here is passed to all three alike."""
+    """What every contender does. Everything here is passed to all of them alike."""
 
     model_size: str = "tiny"
     """'tiny': the offline quickstart Llama; 'tiny-qwen2' / '0.5b': a random Qwen2-shaped model."""
@@ -259,7 +263,7 @@ def make_qwen2(size: str, tokenizer_dir: Path, out: Path, device: str) -> Path:
 
 
 def reward_fn(seed: int):
-    """The reward all three use: a seeded N(0,1) per (prompt, response) text, costing microseconds,
+    """The reward every contender uses: a seeded N(0,1) per (prompt, response) text, costing microseconds,
     so reward-model cost cannot favour anyone (see README: what is held equal)."""
     from alignment.ppo.trainer import random_reward
 
@@ -280,8 +284,12 @@ def _instrument(work: Work) -> Counters:
     return Counters(Decoder, config)
 
 
-def run_ppo(work: Work, out: Path, counters: Counters) -> dict:
-    """Our PPO through its public entry point, `train_ppo`, exactly as `rlhf ppo` runs it."""
+def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate") -> dict:
+    """Our PPO through its public entry point, `train_ppo`, exactly as `rlhf ppo` runs it.
+
+    `critic`: "separate" (a critic model of its own) or "shared" (a value head on the actor's trunk);
+    nothing else differs between the two.
+    """
     from alignment.ppo import metrics_log
     from alignment.ppo.metrics_log import read_metrics
     from alignment.ppo.trainer import train_ppo
@@ -295,6 +303,7 @@ def run_ppo(work: Work, out: Path, counters: Counters) -> dict:
         "learning_rate": work.learning_rate, "kl_coef": work.kl_coef, "temperature": work.temperature,
         "kl_stop": "null", "save_every": 0, "sample_every": 0, "eval_every": 0, "report_to": "[none]",
         "critic_warmup_steps": 0,  # TRL trains its policy every step; critic-only iterations would do less work
+        "critic": critic,
     }
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"),
                          [f"output_dir={out}", f"seed={work.seed}"] + [f"ppo.{k}={v}" for k, v in ppo.items()])
@@ -423,7 +432,7 @@ def worker(name: str, work: Work, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t0 = time.perf_counter()
-    result = run_ppo(work, out, counters) if name == "ppo" else run_trl(name, work, out, counters)
+    result = run_ppo(work, out, counters, CRITIC[name]) if name in OURS else run_trl(name, work, out, counters)
     result["wall_s"] = time.perf_counter() - t0
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     result["peak_rss_mb"] = peak_rss / 2**20
@@ -497,14 +506,15 @@ def median_figures(runs: list[dict]) -> dict:
     return out
 
 
-def ratios(figures: dict[str, dict]) -> dict[str, dict]:
-    """ours / peer for rates, peer / ours for times and memory: above 1 means ours is better."""
-    ours = figures.get("ppo")
+def ratios(figures: dict[str, dict], name: str = "ppo") -> dict[str, dict]:
+    """Ours (`name`) against each TRL peer: ours / peer for rates, peer / ours for times and memory;
+    above 1 means ours is better."""
+    ours = figures.get(name)
     out: dict[str, dict] = {}
     if not ours:
         return out
     for peer, fig in figures.items():
-        if peer == "ppo":
+        if peer in OURS:
             continue
         out[peer] = {}
         for _, key, _, better in ROWS + GPU_ROWS:
@@ -514,15 +524,17 @@ def ratios(figures: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
-def print_table(figures: dict[str, dict], rel: dict[str, dict]) -> None:
+def print_table(figures: dict[str, dict], rel: dict[str, dict[str, dict]]) -> None:
+    """`rel`: ours -> peer -> ratios (one column per pair)."""
     names = list(figures)
+    pairs = [(ours, peer) for ours, peers in rel.items() for peer in peers]
     width = 16
     print("\n" + f"{'':<20}" + "".join(f"{n:>{width}}" for n in names)
-          + "".join(f"{'ours vs ' + p:>{width}}" for p in rel))
+          + "".join(f"{ours + ' vs ' + peer:>{width + 4}}" for ours, peer in pairs))
     for label, key, fmt, _ in ROWS + GPU_ROWS:
         cells = "".join(f"{(fmt.format(figures[n][key]) if figures[n].get(key) is not None else 'n/a'):>{width}}"
                         for n in names)
-        cells += "".join(f"{(f'{rel[p][key]:.2f}x' if key in rel[p] else ''):>{width}}" for p in rel)
+        cells += "".join(f"{(f'{rel[o][p][key]:.2f}x' if key in rel[o][p] else ''):>{width + 4}}" for o, p in pairs)
         print(f"{label:<20}{cells}")
     print("\nratios: above 1.00x means ours is better (faster, or less memory).")
 
@@ -533,7 +545,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small batches and few steps (CPU, minutes)")
     parser.add_argument("--model-size", choices=["tiny", "tiny-qwen2", "0.5b"], default="tiny",
                         help="tiny: the offline quickstart model; 0.5b: Qwen2-0.5B-shaped, bf16, needs a GPU")
-    parser.add_argument("--only", default="ppo,rloo,grpo", help="comma-separated subset of ppo,rloo,grpo")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}")
     for field in ("episodes", "minibatch", "epochs", "max_new_tokens", "num_generations", "steps", "warmup",
                   "threads"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=None, help=f"override Work.{field}")
@@ -622,7 +634,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                   f"{fig['cpu_s_per_step']:.2f} CPU-s per step (load {os.getloadavg()[0]:.1f})", flush=True)
     figures = {name: median_figures(r) for name, r in runs.items()}
     load_after = os.getloadavg()
-    rel = ratios(figures)
+    rel = {ours: ratios(figures, ours) for ours in OURS if ours in figures}
     print_table(figures, rel)
     print(f"load average after: {load_after[0]:.1f} {load_after[1]:.1f} {load_after[2]:.1f}")
     if not args.no_append:
@@ -632,7 +644,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             "profile": profile,
             "work": {k: v for k, v in dataclasses.asdict(work).items() if k not in ("prompts", "model_dir")},
             "load_average": [round(x, 2) for x in load], "load_average_after": [round(x, 2) for x in load_after],
-            "repeat": max(args.repeat, 1), "figures": figures, "ours_vs": rel,
+            "repeat": max(args.repeat, 1), "figures": figures, "ours_vs": rel.get("ppo", {}),
+            "ppo_shared_vs": rel.get("ppo-shared", {}),
         })
         print(f"appended to {path}")
     return 0

@@ -73,6 +73,9 @@ def test_figures_and_ratios_from_timed_steps():
     peer = dict(ours, end_to_end_tokens_per_s=20.0, step_s=4.0, peak_memory_mb=400.0)
     rel = rt.ratios({"ppo": ours, "rloo": peer})["rloo"]
     assert rel["end_to_end_tokens_per_s"] == 2.0 and rel["step_s"] == 2.0 and rel["peak_memory_mb"] == 2.0
+    shared = dict(ours, step_s=1.0)  # ppo-shared is compared with the TRL peers, not with ppo
+    both = {"ppo": ours, "ppo-shared": shared, "rloo": peer}
+    assert list(rt.ratios(both)) == ["rloo"] and rt.ratios(both, "ppo-shared")["rloo"]["step_s"] == 4.0
 
     # repeated runs: each figure is the median over the repeats
     slow, fast = dict(ours, step_s=9.0), dict(ours, step_s=1.0)
