@@ -104,11 +104,18 @@ class PolicyWithValueHead(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0,
                 train_trunk: bool = True, **kwargs) -> "PolicyValueOutput":
         """`train_trunk=False` (critic warm-up) runs the policy without autograd: only the head gets a gradient."""
-        with torch.set_grad_enabled(train_trunk and torch.is_grad_enabled()):
-            out = self.policy(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
-                              output_hidden_states=True, **kwargs)
-        hidden = out.hidden_states[-1][:, -logits_to_keep:]  # after the final norm, as the LM head reads it
-        return PolicyValueOutput(loss=out.loss, logits=out.logits, value=self.value_head(hidden).squeeze(-1).float())
+        # The value reads what the LM head reads: the final hidden states (after the last norm), at
+        # the kept positions. A hook on the head's input takes that one tensor; asking the model for
+        # output_hidden_states would hold every layer's states through a no-grad rollout forward.
+        captured: list[torch.Tensor] = []
+        hook = self.policy.get_output_embeddings().register_forward_pre_hook(lambda _, args: captured.append(args[0]))
+        try:
+            with torch.set_grad_enabled(train_trunk and torch.is_grad_enabled()):
+                out = self.policy(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
+                                  **kwargs)
+        finally:
+            hook.remove()
+        return PolicyValueOutput(loss=out.loss, logits=out.logits, value=self.value_head(captured[-1]).squeeze(-1).float())
 
     def __getattr__(self, name: str):
         """Everything else is the policy's (generate, generation_config, disable_adapter, the gradient
