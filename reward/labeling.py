@@ -153,12 +153,42 @@ def export_comparisons(service, campaign_id: int, path: str | Path, aggregation:
     return service.export(campaign_id, str(path), aggregation=aggregation, include_ties=include_ties)
 
 
+def select_label_prompts(rows: Sequence[dict], n: int, balance_by: str | None = None) -> list[dict]:
+    """The prompts a labeling round spends its judgments on.
+
+    Without `balance_by`, the first `n` rows. With it, the values of that field (a column, or a
+    key of the row's `metadata`) take turns, so every value gets an equal share of the `n` and
+    a value with fewer rows than its share gives all it has. A category that is rare among the
+    prompts (safety requests are 7.5% of the offline suite's) otherwise gets too few
+    comparisons for the reward model to learn it, and RL then moves all of it one way.
+    Rows keep their file order, so the choice is the same on every run.
+    """
+    if balance_by is None:
+        return list(rows[:n])
+    groups: dict[object, list[int]] = {}
+    for i, row in enumerate(rows):
+        value = row.get(balance_by, (row.get("metadata") or {}).get(balance_by))
+        if value is None:
+            raise UserError(f"labels.balance_by={balance_by!r}: prompt row {i + 1} has no field {balance_by!r} "
+                            "(neither a column nor a key of its metadata)")
+        groups.setdefault(value if isinstance(value, (str, int, float, bool)) else repr(value), []).append(i)
+    chosen: list[int] = []
+    turn = 0
+    while len(chosen) < n:  # each value in turn gives its next row, until n are taken or all run out
+        this_turn = [ids[turn] for ids in groups.values() if turn < len(ids)]
+        if not this_turn:
+            break
+        chosen.extend(this_turn[: n - len(chosen)])
+        turn += 1
+    return [rows[i] for i in sorted(chosen)]
+
+
 # -------------------------------------------------------------------- stages of `rlhf run`
 
 
 def run_samples_stage(recipe, policy_path: str | None = None, force: bool = False) -> Path:
     """`samples/candidates.jsonl`: K samples per prompt of the suite's `prompts` split from
-    the SFT policy (the first `labels.prompts` prompts). Skipped when done."""
+    the SFT policy (`labels.prompts` of them, see select_label_prompts). Skipped when done."""
     from alignment.data.files import read_rows, write_rows
     from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path
 
@@ -171,7 +201,7 @@ def run_samples_stage(recipe, policy_path: str | None = None, force: bool = Fals
     policy_path = policy_path or str(run.stage_dir("sft", create=False))
     if not (Path(policy_path) / "config.json").is_file():
         raise UserError(f"no SFT policy at {policy_path}: run `rlhf sft` first (candidates are its samples)")
-    prompts = read_rows(resolve_data_path(recipe, "suite:prompts"))[: cfg.prompts]
+    prompts = select_label_prompts(read_rows(resolve_data_path(recipe, "suite:prompts")), cfg.prompts, cfg.balance_by)
     rows, dropped = sample_candidates(
         policy_path, prompts, k=cfg.candidates_per_prompt, temperature=cfg.sample_temperature,
         max_new_tokens=cfg.max_new_tokens, seed=recipe.seed, model_cfg=recipe.model,

@@ -33,6 +33,11 @@ class LabelsConfig(Section):
     campaign: str = option("{name}-round{round}", help="Campaign name in the store.")
     mode: Literal["pairwise", "ranking"] = option("pairwise", help="Pairwise comparison or k-wise ranking.")
     prompts: int = option(1000, help="Prompts sampled for candidate generation.")
+    balance_by: Optional[str] = option(
+        None, help="Prompt field (a column or a metadata key, e.g. family) whose values share the labelled prompts "
+        "equally, so that a rare category such as safety requests is not drowned out; a value with fewer prompts "
+        "than its share gives all it has. None: the first labels.prompts prompts."
+    )
     candidates_per_prompt: int = option(4, help="Responses sampled per prompt (K).")
     sample_temperature: float = option(1.0, help="Sampling temperature for candidates.")
     max_new_tokens: int = option(32, help="Candidate length budget.")
