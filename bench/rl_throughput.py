@@ -52,8 +52,8 @@ sys.path.insert(1, str(REPO))
 
 CONTENDERS = {"ppo": "ours: PPO (alignment.ppo)", "ppo-shared": "ours: PPO, ppo.critic=shared (value head on the actor)",
               "rloo": "TRL RLOOTrainer", "grpo": "TRL GRPOTrainer"}
-OURS = ("ppo", "ppo-shared")
-CRITIC = {"ppo": "separate", "ppo-shared": "shared"}
+CRITIC = {"ppo": "separate", "ppo-shared": "shared"}  # our contenders, and the ppo.critic each runs with
+OURS = tuple(CRITIC)
 
 
 # ----------------------------------------------------------------------------- the work, held equal

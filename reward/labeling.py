@@ -26,6 +26,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from alignment.data.texts import field_value
 from alignment.errors import DataError, UserError
 from reward.comparisons import prompt_key
 from reward.simulated import SimulatedAnnotator, judgment_rng, personas
@@ -156,8 +157,8 @@ def export_comparisons(service, campaign_id: int, path: str | Path, aggregation:
 def select_label_prompts(rows: Sequence[dict], n: int, balance_by: str | None = None) -> list[dict]:
     """The prompts a labeling round spends its judgments on.
 
-    Without `balance_by`, the first `n` rows. With it, the values of that field (a column, or a
-    key of the row's `metadata`) take turns, so every value gets an equal share of the `n` and
+    Without `balance_by`, the first `n` rows. With it, the values of that field (a column, a
+    dotted path such as `metadata.family`, or a bare key of the row's `metadata`) take turns, so every value gets an equal share of the `n` and
     a value with fewer rows than its share gives all it has. A category that is rare among the
     prompts (safety requests are 7.5% of the offline suite's) otherwise gets too few
     comparisons for the reward model to learn it, and RL then moves all of it one way.
@@ -167,7 +168,9 @@ def select_label_prompts(rows: Sequence[dict], n: int, balance_by: str | None = 
         return list(rows[:n])
     groups: dict[object, list[int]] = {}
     for i, row in enumerate(rows):
-        value = row.get(balance_by, (row.get("metadata") or {}).get(balance_by))
+        value = field_value(row, balance_by)
+        if value is None:
+            value = field_value(row, f"metadata.{balance_by}")
         if value is None:
             raise UserError(f"labels.balance_by={balance_by!r}: prompt row {i + 1} has no field {balance_by!r} "
                             "(neither a column nor a key of its metadata)")

@@ -356,13 +356,12 @@ def train_ppo(
                                 actor, *inputs, cfg.temperature, with_entropy=train_actor,
                                 entropy_grad=cfg.entropy_coef != 0, train_trunk=train_actor)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
-                        loss = cfg.vf_coef * vf_loss
+                        terms = [cfg.vf_coef * vf_loss]  # summed into one backward below
                         if separate:
                             # The critic's loss goes backward before the actor's forward. The two models share
                             # no parameter, so each gets the gradient the summed loss would give it, and the
                             # critic's activations are freed before the actor's are made.
-                            accelerator.backward(loss)
-                            loss = 0.0
+                            accelerator.backward(terms.pop())
                         losses = {"value": vf_loss.detach()}
                         if train_actor:
                             if separate:
@@ -373,7 +372,7 @@ def train_ppo(
                             actor_loss = pg_loss - cfg.entropy_coef * mean_entropy
                             if cfg.kl_in == "loss":
                                 actor_loss = actor_loss + beta * masked_mean(kl_estimate(new_logprobs, mb.ref_logprobs, cfg.kl_estimator), mb_mask)
-                            loss = loss + actor_loss
+                            terms.append(actor_loss)
                             losses["policy"] = actor_loss.detach()
                             _append(stats, {"loss/policy": pg_loss, "policy/clipfrac": pg_stats["clipfrac"],
                                             "policy/approx_kl": pg_stats["approx_kl"], "policy/ratio": pg_stats["ratio"],
@@ -381,8 +380,8 @@ def train_ppo(
                             if epoch == 0 and mc_start == 0:  # the PPO invariant: nothing has moved yet
                                 first_minibatch = {"policy/first_ratio": float(pg_stats["ratio"]),
                                                    "policy/first_approx_kl": float(pg_stats["approx_kl"])}
-                        if torch.is_tensor(loss):  # the actor's loss; shared: + vf_coef * vf_loss, one backward
-                            accelerator.backward(loss)
+                        if terms:  # the actor's loss; shared: + vf_coef * vf_loss
+                            accelerator.backward(sum(terms))
                         _append(stats, {"loss/value": vf_loss, "value/clipfrac": vf_stats["clipfrac"],
                                         "loss/total": cfg.vf_coef * losses["value"] + losses.get("policy", 0.0)})
                         # one check (one collective) for both losses, before any optimiser step uses them

@@ -34,7 +34,7 @@ class LabelsConfig(Section):
     mode: Literal["pairwise", "ranking"] = option("pairwise", help="Pairwise comparison or k-wise ranking.")
     prompts: int = option(1000, help="Prompts sampled for candidate generation.")
     balance_by: Optional[str] = option(
-        None, help="Prompt field (a column or a metadata key, e.g. family) whose values share the labelled prompts "
+        None, help="Prompt field (a column, a dotted path, or a metadata key, e.g. family) whose values share the labelled prompts "
         "equally, so that a rare category such as safety requests is not drowned out; a value with fewer prompts "
         "than its share gives all it has. None: the first labels.prompts prompts."
     )

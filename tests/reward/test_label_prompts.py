@@ -53,3 +53,9 @@ def test_a_row_without_the_field_is_named():
     rows = [{"prompt": "a", "metadata": {"family": "t"}}, {"prompt": "b", "metadata": {}}]
     with pytest.raises(UserError, match="row 2 has no field 'family'"):
         select_label_prompts(rows, 2, "family")
+
+
+def test_a_dotted_path_reads_the_same_field_as_the_bare_metadata_key():
+    rows = [{"prompt": str(i), "metadata": {"family": "safety" if i % 5 == 0 else "task"}} for i in range(40)]
+    assert select_label_prompts(rows, 10, "metadata.family") == select_label_prompts(rows, 10, "family")
+    assert sum(r["metadata"]["family"] == "safety" for r in select_label_prompts(rows, 10, "metadata.family")) == 5
