@@ -49,13 +49,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """parse_args, except that overrides may also follow an option (`rlhf reward r.yaml
+    --force seed=1`): argparse closes a `nargs="*"` positional at the first option and
+    would reject whatever comes after it. Anything else left over is still an error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        target = next((name for name in ("overrides", "rest") if isinstance(getattr(args, name, None), list)), None)
+        if target is None or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, target).extend(extra)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         command = None
     parser = build_parser(only=command)
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if args.command is None:
         parser.print_help()
         return 0
