@@ -161,11 +161,26 @@ def _v3_sessions(conn: Connection) -> None:
     md.tables["sessions"].create(conn)
 
 
+def _v4_items_filled(conn: Connection) -> None:
+    """`items.filled`: the next item is found by walking the open items in serving order, so
+    a request costs the same at the end of a big campaign as at its start (before, it walked
+    every item judged so far, counting each one's assignments)."""
+    false = "0" if conn.dialect.name == "sqlite" else "FALSE"
+    conn.exec_driver_sql(f"ALTER TABLE items ADD COLUMN filled BOOLEAN NOT NULL DEFAULT {false}")
+    conn.exec_driver_sql(
+        "UPDATE items SET filled = (NOT items.is_gold AND (SELECT count(*) FROM assignments a "
+        "WHERE a.item_id = items.id AND a.status = 'done') >= "
+        "(SELECT c.overlap FROM campaigns c WHERE c.id = items.campaign_id))"
+    )
+    conn.exec_driver_sql("CREATE INDEX ix_items_campaign_filled_ordinal ON items (campaign_id, filled, ordinal)")
+
+
 # (version, description, step). Append only; never edit a released step.
 STEPS = [
     (1, "base schema", _v1_base),
     (2, "users.active, campaigns.status", _v2_user_active_campaign_status),
     (3, "sessions", _v3_sessions),
+    (4, "items.filled", _v4_items_filled),
 ]
 LATEST = STEPS[-1][0]
 

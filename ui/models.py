@@ -86,8 +86,14 @@ class Item(Base):
     is_gold: Mapped[bool] = mapped_column(Boolean, default=False)
     # expected answer in candidate ids: {"winner": id} | {"label": "tie"|"both_bad"} | {"ranking": [ids]}
     gold_json: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    # v4: every overlap slot holds a judgment (never for gold items). Kept by submit and undo,
+    # so that serving the next item walks only the open ones instead of every item judged so far.
+    filled: Mapped[bool] = mapped_column(Boolean, default=False)
 
-    __table_args__ = (Index("ix_items_campaign_ordinal", "campaign_id", "ordinal"),)
+    __table_args__ = (
+        Index("ix_items_campaign_ordinal", "campaign_id", "ordinal"),
+        Index("ix_items_campaign_filled_ordinal", "campaign_id", "filled", "ordinal"),
+    )
 
 
 class Assignment(Base):

@@ -14,7 +14,9 @@ pair is unique, so nobody sees an item twice and a skipped item never comes back
 labeler undoes the skip). Gold items have no overlap cap: every labeler meets each once. The
 overlap is enforced again at submit time, so an expired assignment that was handed on cannot
 push an item past its overlap. Every write is one transaction: BEGIN IMMEDIATE on SQLite,
-row locks (SELECT ... FOR UPDATE SKIP LOCKED on items) on PostgreSQL.
+row locks (SELECT ... FOR UPDATE SKIP LOCKED on items) on PostgreSQL. Submit and undo keep
+`items.filled` (judged `overlap` times), so finding the next item walks only open items and
+costs the same at the end of a large campaign as at its start.
 
 Pairwise campaigns with K > 2 responses per prompt get one item per pair: all K(K-1)/2 pairs,
 or `pairs_per_prompt` distinct pairs drawn at random (seeded by the campaign's seed).
@@ -35,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from sqlalchemy import and_, create_engine, event, exists, func, or_, select, true
+from sqlalchemy import and_, create_engine, event, exists, false, func, or_, select, true
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -420,8 +422,7 @@ class LabelService:
             while True:
                 item = s.scalar(
                     select(m.Item)
-                    .where(m.Item.campaign_id == campaign_id, m.Item.id.not_in(skipped) if skipped else true(),
-                           ~self._had(user_id), or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap))
+                    .where(*self._open_to(user_id, camp, now), m.Item.id.not_in(skipped) if skipped else true())
                     .order_by(m.Item.ordinal)
                     .limit(1)
                     .with_for_update(skip_locked=True)
@@ -446,6 +447,12 @@ class LabelService:
                 s.flush()
                 return self._to_assignment(s, a, camp)
 
+    def _open_to(self, user_id: int, camp: m.Campaign, now: float) -> tuple:
+        """Items of the campaign this labeler may be given now. `filled` comes first: its index
+        skips the items already judged `overlap` times without counting their assignments."""
+        return (m.Item.campaign_id == camp.id, m.Item.filled == false(), ~self._had(user_id),
+                or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap))
+
     @staticmethod
     def _had(user_id: int):
         return exists().where(m.Assignment.item_id == m.Item.id, m.Assignment.user_id == user_id)
@@ -464,6 +471,10 @@ class LabelService:
         if exclude is not None:
             q = q.where(m.Assignment.id != exclude)
         return s.scalar(q)
+
+    @staticmethod
+    def _judged(s: Session, item_id: int) -> int:
+        return s.scalar(select(func.count()).where(m.Assignment.item_id == item_id, m.Assignment.status == "done"))
 
     def _check_user_campaign(self, s: Session, user_id: int, campaign_id: int) -> tuple[m.User, m.Campaign]:
         user = s.get(m.User, user_id)
@@ -553,6 +564,8 @@ class LabelService:
             a.status, a.finished_at = "done", now
             s.add(j)
             s.flush()
+            if not item.is_gold:
+                item.filled = self._judged(s, item.id) >= camp.overlap
             self._audit(s, user_id, "judge", a.campaign_id, judgment=j.id, assignment=a.id, item=a.item_id,
                         choice=j.choice, ranking=j.ranking_shown)
             return j.id
@@ -594,6 +607,7 @@ class LabelService:
                 if j is not None:
                     j.retracted_at = now
                     detail["judgment"] = j.id
+                s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update()).filled = False
             else:
                 item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
                 if not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
@@ -623,9 +637,7 @@ class LabelService:
                 select(func.count()).where(*mine).scalar_subquery(),
                 select(func.coalesce(func.sum(m.Judgment.time_spent_s), 0.0)).where(*mine).scalar_subquery(),
                 by_status("skipped"),
-                select(func.count()).select_from(m.Item).where(
-                    m.Item.campaign_id == campaign_id, ~self._had(user_id),
-                    or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap)).scalar_subquery(),
+                select(func.count()).select_from(m.Item).where(*self._open_to(user_id, camp, now)).scalar_subquery(),
                 by_status("active"),
             )).one()
         return {"campaign": camp.name, "judged": judged, "skipped": skipped, "time_spent_s": round(float(spent), 1),

@@ -155,6 +155,36 @@ def test_undo_retracts_the_judgment_and_reopens_the_item(svc):
     assert actions.count("undo") == 2 and actions.count("judge") == 2
 
 
+def _filled(svc, cid):
+    with svc.engine.connect() as conn:
+        return dict(conn.execute(text("SELECT ordinal, filled FROM items WHERE campaign_id = :c AND NOT is_gold"),
+                                 {"c": cid}).all())
+
+
+def test_filled_flag_follows_judgments_and_undo(svc):
+    # The flag is what lets the next-item query skip judged items: it must say exactly
+    # "judged overlap times", or items are lost (set too early) or slow to find (never set).
+    gold = [{"prompt": "g", "responses": ["right", "wrong"], "gold": 0}]
+    cid = svc.create_campaign("c", items=pair_rows(2), gold=gold, overlap=2)
+    u0, u1, u2 = users(svc, 3)
+    a = svc.next_assignment(u0, cid)
+    svc.submit_judgment(a.id, u0, choice="A")
+    assert not any(_filled(svc, cid).values())  # one of two slots
+    b = svc.next_assignment(u1, cid)
+    assert b.item_id == a.item_id  # served in campaign order while it has room
+    svc.submit_judgment(b.id, u1, choice="B")
+    assert sorted(_filled(svc, cid).values()) == [0, 1]
+    assert svc.next_assignment(u2, cid).item_id != a.item_id  # a filled item is not served
+    svc.undo_last(u1, cid)
+    assert not any(_filled(svc, cid).values())  # undo frees the slot
+    drain(svc, u0, cid), drain(svc, u1, cid)
+    assert all(_filled(svc, cid).values())
+    with svc.engine.connect() as conn:  # gold items meet every labeler: never filled
+        assert conn.execute(text("SELECT filled FROM items WHERE is_gold")).scalar() == 0
+    remaining = svc.user_progress(u2, cid)["remaining"]  # counted with the same filter as served
+    assert remaining >= 1 and drain(svc, u2, cid) == remaining
+
+
 def test_other_users_cannot_touch_an_assignment(svc):
     cid = svc.create_campaign("c", items=pair_rows(1), overlap=2)
     u1, u2 = users(svc, 2)
@@ -310,6 +340,42 @@ def test_v1_database_opens_and_is_migrated(tmp_path):
         with svc.engine.connect() as conn:
             versions = [v for (v,) in conn.execute(text("SELECT version FROM schema_version ORDER BY version"))]
         assert versions == list(range(1, migrations.LATEST + 1))
+    finally:
+        svc.close()
+
+
+def test_v3_database_gets_filled_from_its_judgments(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v3.db'}"
+    engine = create_engine(url)
+    assert migrations.migrate(engine, target=3) == 3
+    with engine.begin() as conn:  # a v3 campaign (overlap 2) part way through
+        for sql in (
+            "INSERT INTO users (id, name, role, simulated, created_at, active) VALUES (1, 'a', 'labeler', 1, 0, 1), "
+            "(2, 'b', 'labeler', 1, 0, 1), (3, 'c', 'labeler', 1, 0, 1)",
+            "INSERT INTO campaigns (id, name, mode, overlap, guidelines, assignment_ttl_s, seed, created_at, status) "
+            "VALUES (1, 'old', 'pairwise', 2, '', 60, 0, 0, 'open')",
+            "INSERT INTO prompts (id, campaign_id, prompt_json, metadata_json) VALUES (1, 1, '\"p\"', '{}')",
+            "INSERT INTO candidates (id, prompt_id, idx, text, metadata_json) VALUES (1, 1, 0, 'x', '{}'), "
+            "(2, 1, 1, 'y', '{}')",
+            "INSERT INTO items (id, campaign_id, prompt_id, candidate_ids_json, ordinal, is_gold, gold_json) VALUES "
+            "(1, 1, 1, '[1, 2]', 0, 0, NULL), (2, 1, 1, '[1, 2]', 1, 0, NULL), "
+            "(3, 1, 1, '[1, 2]', 2, 1, '{\"winner\": 1}')",
+        ):
+            conn.execute(text(sql))
+        # item 1: judged twice (full); item 2: once, plus a skip; gold item 3: twice
+        for i, (item, user, status) in enumerate([(1, 1, "done"), (1, 2, "done"), (2, 1, "done"),
+                                                   (2, 2, "skipped"), (3, 1, "done"), (3, 2, "done")]):
+            conn.execute(text(
+                "INSERT INTO assignments (id, item_id, campaign_id, user_id, status, shown_order_json, token, "
+                "created_at, activated_at, expires_at) VALUES (:i, :item, 1, :u, :s, '[1, 2]', :t, 0, 0, 60)"),
+                {"i": i + 1, "item": item, "u": user, "s": status, "t": f"t{i}"})
+    engine.dispose()
+
+    svc = LabelService.open(url, clock=lambda: 10.0)
+    try:
+        with svc.engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT id, filled FROM items")).all()) == {1: 1, 2: 0, 3: 0}
+        assert svc.next_assignment(3, 1).item_id == 2  # item 1 is full; item 2 has a slot left
     finally:
         svc.close()
 
