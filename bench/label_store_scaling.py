@@ -58,7 +58,7 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=6000, help="Pairwise items in the campaign.")
     parser.add_argument("--overlap", type=int, default=1, help="Labelers per item.")
     parser.add_argument("--labelers", type=int, default=3, help="Labelers taking turns (at least --overlap).")
-    parser.add_argument("--window", type=int, default=500, help="Judgments timed at the start and at the end.")
+    parser.add_argument("--window", type=int, default=1000, help="Judgments timed at the start and at the end.")
     parser.add_argument("--db", default=None, help="Database URL (default: a new SQLite file in a temp folder).")
     parser.add_argument("--no-append", action="store_true", help="Do not record the figures in bench/results/.")
     args = parser.parse_args()
