@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh Debian machine (CPU only) for rlhf-toolkit, then optionally run the quickstart.
 #   bash scripts/setup.sh               # install everything
-#   bash scripts/setup.sh --quickstart  # install, then `rlhf sft configs/quickstart.yaml`
+#   bash scripts/setup.sh --quickstart  # install, then the quickstart's data stage and SFT
 # GPU users: install the CUDA build of torch first (pip install torch), then run this script;
 # it keeps the torch that is already installed.
 set -euo pipefail
@@ -26,5 +26,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--quickstart" ]; then
+  # The data stage first, as `rlhf run` does: SFT then trains on the cleaned mixture, so a
+  # later `rlhf run configs/quickstart.yaml` continues with the same SFT policy it would train.
+  rlhf data clean configs/quickstart.yaml
   rlhf sft configs/quickstart.yaml
 fi
