@@ -48,6 +48,21 @@ def comparison_files(recipe: Recipe, run: RunDir) -> list[str]:
     return files
 
 
+def reward_model_to_train(init: str, seed: int):
+    """The backbone at `init` with a fresh scalar head, drawn from `seed`.
+
+    The head is the one randomly initialised part, and `from_pretrained` draws it from the
+    process's global RNG: without seeding, the reward model would depend on whatever ran
+    before it in the process (`rlhf run` trains SFT first; `rlhf reward` alone does not).
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+
+
 def load_comparisons(files: list[str], ties: str, use_margin: bool) -> Comparisons:
     rows = []
     for path in files:
@@ -107,7 +122,7 @@ def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n
 def train_reward(recipe: Recipe, force: bool = False) -> dict:
     """Run the reward stage (resuming an interrupted run); returns its metrics."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
     from alignment.models import load_tokenizer, lora_config, pick_device, save_model
@@ -140,7 +155,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     print(f"reward: {comparisons.report()}; {len(train_c.rows)} train / {len(eval_c.rows)} held out")
 
     device = pick_device()
-    model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+    model = reward_model_to_train(init, recipe.seed)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok))
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []

@@ -49,3 +49,29 @@ def test_eval_accuracy_counts_every_pair_of_every_prompt_group(tmp_path):
                                   processing_class=tokenizer)
     metrics = trainer.evaluate()
     assert abs(metrics["eval_accuracy"] - exact) < 1e-6
+
+
+def test_the_new_head_is_drawn_from_the_recipe_seed_not_the_process_rng(tmp_path):
+    # `rlhf run` trains SFT in the same process before the reward model; `rlhf reward` alone
+    # does not. The head must not depend on that history, or the two paths give two models.
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from reward.stage import reward_model_to_train
+
+    tok = make_tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64,
+                         pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "sft")
+    init = str(tmp_path / "sft")
+
+    torch.manual_seed(123)
+    first = reward_model_to_train(init, seed=7).score.weight
+    after = torch.rand(1)
+    torch.manual_seed(999)
+    torch.rand(1000)  # some other history of draws
+    second = reward_model_to_train(init, seed=7).score.weight
+    assert torch.equal(first, second)
+    assert not torch.equal(first, reward_model_to_train(init, seed=8).score.weight)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), after)  # the process's own RNG stream is left as it was
