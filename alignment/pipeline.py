@@ -261,6 +261,20 @@ def headline(stage: str, metrics: dict) -> dict:
     return out
 
 
+def sft_skips_the_data_stage(run: RunDir, plan: list[Step]) -> str | None:
+    """A warning when the finished SFT trained on the raw sources although the plan has a data
+    stage: `rlhf sft` run alone before the data stage does that, and `rlhf run` would then go
+    on from an SFT policy that never saw the cleaned mixture."""
+    if not any(step.stage == "data" for step in plan):
+        return None
+    origin = run.read_metrics("sft").get("data")
+    cleaned = run.root / "data" / "train.jsonl"
+    if origin is None or Path(origin).resolve() == cleaned.resolve():
+        return None
+    return (f"warning: sft trained on {origin}, not on the data stage's {cleaned}; "
+            f"rerun with --from sft to train on the cleaned mixture")
+
+
 def run_pipeline(recipe: Recipe, from_stage: str | None = None, dry_run: bool = False) -> int:
     """Run (or print) the plan; returns the process exit code."""
     plan = build_plan(recipe)
@@ -289,6 +303,8 @@ def run_pipeline(recipe: Recipe, from_stage: str | None = None, dry_run: bool = 
         eta = f", about {_fmt(elapsed / max(i - 1, 1) * (len(plan) - i + 1))} left" if i > 1 else ""
         if (step.folder / "COMPLETE.json").is_file():
             print(f"[{i}/{len(plan)}] {step.label}: already complete, skipping")
+            if step.stage == "sft" and (warning := sft_skips_the_data_stage(run, plan)):
+                print(warning)
             summary["stages"].setdefault(key, {"status": "done"})
             continue
         print(f"[{i}/{len(plan)}] {step.label} (elapsed {_fmt(elapsed)}{eta})", flush=True)

@@ -602,14 +602,14 @@ class LabelService:
             if a is None:
                 return None
             detail: dict[str, Any] = {"assignment": a.id, "item": a.item_id, "was": a.status}
+            item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
             if a.status == "done":
                 j = s.scalar(select(m.Judgment).where(m.Judgment.assignment_id == a.id, m.Judgment.retracted_at.is_(None)))
                 if j is not None:
                     j.retracted_at = now
                     detail["judgment"] = j.id
-                s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update()).filled = False
+                item.filled = False  # its slot is open again, held by this reactivated assignment
             else:
-                item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
                 if not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
                     raise UserError("cannot undo that skip: the item has since gone to other labelers")
                 a.skip_reason = None

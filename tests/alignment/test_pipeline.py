@@ -133,3 +133,18 @@ def test_failing_stage_keeps_earlier_stages_and_names_its_log(tmp_path):
     log, _ = rerun.communicate(timeout=900)
     assert rerun.returncode == 0, log[-3000:]
     assert _marker(out / "sft") == sft_marker and (out / "reward" / "COMPLETE.json").is_file()
+
+
+def test_run_warns_when_the_finished_sft_never_saw_the_data_stage(tmp_path):
+    from alignment.pipeline import sft_skips_the_data_stage
+    from alignment.run_dir import RunDir
+
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path}"])
+    run, plan = RunDir(recipe), build_plan(recipe)
+    run.write_metrics("sft", {"data": "suite:sft"})  # `rlhf sft` alone, before `rlhf data clean`
+    assert "rerun with --from sft" in sft_skips_the_data_stage(run, plan)
+    run.write_metrics("sft", {"data": str(tmp_path / "data" / "train.jsonl")})
+    assert sft_skips_the_data_stage(run, plan) is None
+    no_data = [step for step in plan if step.stage != "data"]
+    run.write_metrics("sft", {"data": "suite:sft"})
+    assert sft_skips_the_data_stage(run, no_data) is None

@@ -177,7 +177,8 @@ def test_filled_flag_follows_judgments_and_undo(svc):
     assert svc.next_assignment(u2, cid).item_id != a.item_id  # a filled item is not served
     svc.undo_last(u1, cid)
     assert not any(_filled(svc, cid).values())  # undo frees the slot
-    drain(svc, u0, cid), drain(svc, u1, cid)
+    drain(svc, u0, cid)
+    drain(svc, u1, cid)
     assert all(_filled(svc, cid).values())
     with svc.engine.connect() as conn:  # gold items meet every labeler: never filled
         assert conn.execute(text("SELECT filled FROM items WHERE is_gold")).scalar() == 0
