@@ -95,6 +95,31 @@ def _gold_score(j: dict) -> float | None:
     return sum(got.get(k) == v for k, v in expected.items()) / len(expected) if expected else None
 
 
+def gold_accuracy(judgments: list[dict]) -> tuple[float | None, int]:
+    """Mean score over the gold items among `judgments`, and how many were scored."""
+    scores = [g for g in (_gold_score(j) for j in judgments if j["is_gold"]) if g is not None]
+    return (sum(scores) / len(scores) if scores else None), len(scores)
+
+
+def gold_score(j: dict) -> float | None:
+    """1 for a gold item answered as expected, 0 if not (rankings: the share of gold pairs in
+    the right order); None for an item without a gold answer."""
+    return _gold_score(j)
+
+
+def disagrees(votes: list[dict], mode: str) -> bool:
+    """Whether labelers gave different answers to one item (rankings: ordered some pair of
+    responses differently)."""
+    if mode == "pairwise":
+        return len({_pair_label(j) for j in votes}) > 1
+    seen: dict[tuple, Hashable] = {}
+    for j in votes:
+        for pair, label in _ranking_units(j).items():
+            if seen.setdefault(pair, label) != label:
+                return True
+    return False
+
+
 def campaign_quality(judgments: list[dict], mode: str) -> dict:
     """Agreement, gold accuracy and position bias for a campaign's (non-retracted) judgments."""
     units: dict[Hashable, dict[str, Hashable]] = defaultdict(dict)

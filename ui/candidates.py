@@ -16,11 +16,16 @@ from alignment.data.rows import ROLES
 from alignment.errors import DataError, UserError
 
 
-def normalize_rows(rows: list[dict], source: str = "items") -> list[dict]:
-    """Validate candidate rows and return them in one shape: responses become dicts."""
+def normalize_rows(rows: list[dict], source: str = "items", lines: list[int] | None = None) -> list[dict]:
+    """Validate candidate rows and return them in one shape: responses become dicts.
+
+    Errors name the source and the 1-based place of the row, as the data loaders do:
+    `line N` when `lines` gives each row's line in a JSONL file (blank lines are skipped, so
+    rows and lines can differ), else `row N`.
+    """
     out = []
     for i, row in enumerate(rows):
-        where = f"{source}: row {i}"
+        where = f"{source}: line {lines[i]}" if lines is not None else f"{source}: row {i + 1}"
         if not isinstance(row, dict):
             raise DataError(f"{where}: expected an object, got {type(row).__name__}")
         prompt = row.get("prompt")
@@ -57,34 +62,44 @@ def normalize_rows(rows: list[dict], source: str = "items") -> list[dict]:
     return out
 
 
-def read_candidates(path: str | Path) -> list[dict]:
-    """Read candidate rows from .jsonl, .json (a list), .parquet or a saved `datasets` folder."""
+def read_candidates(path: str | Path, name: str | None = None) -> list[dict]:
+    """Read candidate rows from .jsonl, .json (a list), .parquet or a saved `datasets` folder.
+
+    `name` is what errors call the file (default: the path). The app passes the uploaded
+    file's own name: the path it reads from is a temporary copy the admin never saw.
+    """
     path = Path(path)
+    shown = name or str(path)
     if not path.exists():
-        raise UserError(f"candidates file not found: {path}")
+        raise UserError(f"candidates file not found: {shown}")
+    lines: list[int] | None = None
     if path.is_dir():
         from datasets import load_from_disk
 
         rows = list(load_from_disk(str(path)))
     elif path.suffix == ".jsonl":
-        rows = []
+        rows, lines = [], []
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as err:
-                    raise DataError(f"{path}: line {n}: invalid JSON: {err.msg}") from None
+                    raise DataError(f"{shown}: line {n}: invalid JSON: {err.msg}") from None
+                lines.append(n)
     elif path.suffix == ".json":
-        rows = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DataError(f"{shown}: line {err.lineno}: invalid JSON: {err.msg}") from None
         if not isinstance(rows, list):
-            raise DataError(f"{path}: expected a JSON list of rows")
+            raise DataError(f"{shown}: expected a JSON list of rows")
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         rows = pq.read_table(path).to_pylist()
     else:
-        raise UserError(f"{path}: unknown candidates format (use .jsonl, .json, .parquet or a datasets folder)")
-    return normalize_rows(rows, source=str(path))
+        raise UserError(f"{shown}: unknown candidates format (use .jsonl, .json, .parquet or a datasets folder)")
+    return normalize_rows(rows, source=shown, lines=lines)
 
 
 def sample_candidates(

@@ -17,6 +17,12 @@ Aggregation:
   (unranked candidates share the remaining scores), "agreement" is the labelers' pairwise
   agreement on that item's candidate pairs.
 
+Every row says whether its item was a gold item ("is_gold") and what kind of judgment it
+comes from ("judgment_kind": "label" for a labeler's vote, "adjudication" for a lead's final
+label). An adjudicated item is exported as its adjudication under "majority" (the votes
+still listed in "labelers"); under "all" its votes are written as usual and the
+adjudication as one more row, so that a consumer can prefer it.
+
 Ties and "both bad" are not preferences, so by default they are left out of pair rows. With
 include_ties they are written as rows whose "label" is "tie" or "both_bad" (chosen/rejected
 then hold the two responses in import order); the reward stage must filter or use them by
@@ -36,23 +42,56 @@ FORMATS = ("jsonl", "parquet", "datasets")
 
 
 def build_rows(campaign: str, mode: str, judgments: list[dict], items: dict, prompts: dict, cands: dict,
-               aggregation: str = "all", include_ties: bool = False) -> list[dict]:
+               aggregation: str = "all", include_ties: bool = False,
+               adjudications: dict[int, dict] | None = None) -> list[dict]:
+    """Export rows for the kept judgments, and for adjudicated items (`adjudications`: item
+    id -> the current adjudication, see LabelService._adjudications)."""
+    adjudications = adjudications or {}
     by_item: dict[int, list[dict]] = defaultdict(list)
     for j in judgments:
         by_item[j["item_id"]].append(j)
     rows = []
-    for item_id in sorted(by_item):
+    for item_id in sorted(set(by_item) | set(adjudications)):
         item = items[item_id]
         prompt = prompts[item.prompt_id]
         base = {"prompt": json.loads(prompt.prompt_json)}
-        extra = {"campaign": campaign, "item_id": item_id, "metadata": json.loads(prompt.metadata_json)}
+        extra = {"campaign": campaign, "item_id": item_id, "metadata": json.loads(prompt.metadata_json),
+                 "is_gold": bool(item.is_gold)}
         ids = json.loads(item.candidate_ids_json)
-        js = by_item[item_id]
-        if mode == "pairwise":
-            rows += _pair_rows(base, extra, ids, js, cands, aggregation, include_ties)
-        else:
-            rows += _ranking_rows(base, extra, ids, js, cands, aggregation)
+        js = by_item.get(item_id, [])
+        adj = adjudications.get(item_id)
+        if adj is not None:
+            voters = {"labelers": sorted(j["user"] for j in js), "votes": len(js)}
+            if aggregation == "all":
+                rows += _vote_rows(mode, base, extra, ids, js, cands, include_ties)
+            rows += _adjudication_rows(mode, base, {**extra, **voters}, ids, adj, cands, include_ties)
+        elif js:
+            rows += _vote_rows(mode, base, extra, ids, js, cands, include_ties, aggregation)
     return rows
+
+
+def _vote_rows(mode, base, extra, ids, js, cands, include_ties, aggregation="all") -> list[dict]:
+    if mode == "pairwise":
+        return _pair_rows(base, extra, ids, js, cands, aggregation, include_ties)
+    return _ranking_rows(base, extra, ids, js, cands, aggregation)
+
+
+def _adjudication_rows(mode, base, extra, ids, adj, cands, include_ties) -> list[dict]:
+    """The lead's final label as one row, in the shape of a vote's row."""
+    meta = {**extra, "labeler": adj["user"], "judgment_kind": "adjudication", "adjudication_id": adj["id"],
+            "rationale": adj["rationale"]}
+    if mode != "pairwise":
+        index = {c: i for i, c in enumerate(ids)}
+        return [{**base, "responses": [cands[c].text for c in ids], "ranking": [index[c] for c in adj["ranking"]],
+                 **meta, "policies": [cands[c].policy for c in ids], "checkpoints": [cands[c].checkpoint for c in ids]}]
+    if adj["winner"] is not None:
+        w, l = cands[adj["winner"]], cands[adj["loser"]]
+        return [{**_pair(base, w, l, "preference"), **meta, **_source("chosen", w), **_source("rejected", l)}]
+    if include_ties:
+        first, second = cands[ids[0]], cands[ids[1]]
+        return [{**_pair(base, first, second, adj["label"]), **meta, **_source("chosen", first),
+                 **_source("rejected", second)}]
+    return []
 
 
 def _source(prefix: str, c) -> dict:
@@ -77,7 +116,8 @@ def _pair_rows(base, extra, ids, js, cands, aggregation, include_ties) -> list[d
                 row = _pair(base, w, l, j["choice"])
             else:
                 continue
-            out.append({**row, "labeler": j["user"], **extra, "judgment_id": j["id"], "chosen_position": pos,
+            out.append({**row, "labeler": j["user"], **extra, "judgment_kind": "label", "judgment_id": j["id"],
+                        "chosen_position": pos,
                         "rationale": j["rationale"], "time_spent_s": j["time_spent_s"],
                         **_source("chosen", w), **_source("rejected", l)})
         return out
@@ -85,7 +125,8 @@ def _pair_rows(base, extra, ids, js, cands, aggregation, include_ties) -> list[d
     (top, n_top), *rest = votes.most_common() + [(None, 0)]
     if rest and rest[0][1] == n_top:
         return []  # no strict majority
-    meta = {"labelers": sorted(j["user"] for j in js), "agreement": n_top / len(js), "votes": len(js), **extra}
+    meta = {"labelers": sorted(j["user"] for j in js), "agreement": n_top / len(js), "votes": len(js), **extra,
+            "judgment_kind": "label"}
     if top.startswith("c"):
         winner = int(top[1:])
         w, l = cands[winner], cands[ids[1] if ids[0] == winner else ids[0]]
@@ -101,7 +142,7 @@ def _ranking_rows(base, extra, ids, js, cands, aggregation) -> list[dict]:
     sources = {"policies": [cands[c].policy for c in ids], "checkpoints": [cands[c].checkpoint for c in ids]}
     if aggregation == "all":
         return [{**common, "ranking": [index[c] for c in j["ranking"]], "labeler": j["user"], **extra,
-                 "judgment_id": j["id"], "rationale": j["rationale"], "time_spent_s": j["time_spent_s"], **sources}
+                 "judgment_kind": "label", "judgment_id": j["id"], "rationale": j["rationale"], "time_spent_s": j["time_spent_s"], **sources}
                 for j in js]
     k = len(ids)
     score: dict[int, float] = defaultdict(float)
@@ -119,7 +160,7 @@ def _ranking_rows(base, extra, ids, js, cands, aggregation) -> list[dict]:
             units[pair][j["user"]] = label
     agreement, _ = pairwise_agreement(units)
     return [{**common, "ranking": [index[c] for c in order], "labelers": sorted(j["user"] for j in js),
-             "agreement": agreement, "votes": len(js), **extra, **sources}]
+             "agreement": agreement, "votes": len(js), **extra, "judgment_kind": "label", **sources}]
 
 
 def write_rows(rows: list[dict], path: Path, format: str | None = None) -> None:
@@ -135,7 +176,10 @@ def write_rows(rows: list[dict], path: Path, format: str | None = None) -> None:
                         f"for a datasets folder{f' (asked for {format})' if format else ''}")
     if suffix_format != "jsonl":
         # Parquet cannot store a struct without fields: an empty metadata object becomes null.
-        rows = [{k: (None if v == {} else v) for k, v in row.items()} for row in rows]
+        # Columns are the union of the rows' keys (an adjudication's row has no time spent, a
+        # vote's no adjudication id): a key a row lacks is null there.
+        keys = list(dict.fromkeys(k for row in rows for k in row))
+        rows = [{k: (None if row.get(k) == {} else row.get(k)) for k in keys} for row in rows]
     try:
         write(rows, path)
     except (TypeError, ValueError, NotImplementedError) as err:  # pyarrow cannot type mixed columns

@@ -175,12 +175,44 @@ def _v4_items_filled(conn: Connection) -> None:
     conn.exec_driver_sql("CREATE INDEX ix_items_campaign_filled_ordinal ON items (campaign_id, filled, ordinal)")
 
 
+def _v5_lead_tools(conn: Connection) -> None:
+    """What a campaign lead acts with: adjudications (final labels, kept apart from votes),
+    items sent back for more labels (`items.extra_overlap`), campaigns restricted to named
+    labelers, and a gold-accuracy threshold below which a labeler is paused."""
+    conn.exec_driver_sql("ALTER TABLE items ADD COLUMN extra_overlap INTEGER NOT NULL DEFAULT 0")
+    conn.exec_driver_sql("ALTER TABLE campaigns ADD COLUMN min_gold_accuracy FLOAT")
+    md = MetaData()
+    Table("users", md, Column("id", Integer, primary_key=True))
+    Table("campaigns", md, Column("id", Integer, primary_key=True))
+    Table("items", md, Column("id", Integer, primary_key=True))
+    Table("adjudications", md,
+          Column("id", Integer, primary_key=True),
+          Column("item_id", Integer, ForeignKey("items.id"), nullable=False, index=True),
+          Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False, index=True),
+          Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+          Column("label", String(16)),
+          Column("winner_id", Integer),
+          Column("loser_id", Integer),
+          Column("ranking_json", Text),
+          Column("rationale", Text, nullable=False),
+          Column("created_at", Float, nullable=False),
+          Column("superseded_at", Float))
+    Table("campaign_labelers", md,
+          Column("id", Integer, primary_key=True),
+          Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=False),
+          Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+          UniqueConstraint("campaign_id", "user_id", name="uq_campaign_labeler"))
+    md.tables["adjudications"].create(conn)
+    md.tables["campaign_labelers"].create(conn)
+
+
 # (version, description, step). Append only; never edit a released step.
 STEPS = [
     (1, "base schema", _v1_base),
     (2, "users.active, campaigns.status", _v2_user_active_campaign_status),
     (3, "sessions", _v3_sessions),
     (4, "items.filled", _v4_items_filled),
+    (5, "adjudications, items.extra_overlap, campaign_labelers, campaigns.min_gold_accuracy", _v5_lead_tools),
 ]
 LATEST = STEPS[-1][0]
 

@@ -51,6 +51,9 @@ class Campaign(Base):
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="open")  # v2: "open" | "closed"
+    # v5: a labeler whose gold accuracy in this campaign falls below this (after
+    # GOLD_PAUSE_MIN_ANSWERS gold answers) gets no new items: paused until the admin acts.
+    min_gold_accuracy: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
 
 
 class Prompt(Base):
@@ -89,6 +92,8 @@ class Item(Base):
     # v4: every overlap slot holds a judgment (never for gold items). Kept by submit and undo,
     # so that serving the next item walks only the open ones instead of every item judged so far.
     filled: Mapped[bool] = mapped_column(Boolean, default=False)
+    # v5: labels asked for beyond the campaign's overlap ("send back for more labels").
+    extra_overlap: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
         Index("ix_items_campaign_ordinal", "campaign_id", "ordinal"),
@@ -144,6 +149,38 @@ class Judgment(Base):
     client_token: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     retracted_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class Adjudication(Base):
+    """A lead's final label for an item (v5): its own kind of judgment, kept apart from the
+    labelers' votes so that agreement and gold accuracy never count it, and preferred over
+    the votes by the export's majority aggregation. A newer adjudication of the same item
+    sets `superseded_at` on the older one; rows are never deleted."""
+
+    __tablename__ = "adjudications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id"), index=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    label: Mapped[Optional[str]] = mapped_column(String(16), nullable=True)  # "preference" | "tie" | "both_bad"
+    winner_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)  # pairwise preference
+    loser_id: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    ranking_json: Mapped[Optional[str]] = mapped_column(Text, nullable=True)  # candidate ids, best first
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[float] = mapped_column(Float)
+    superseded_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class CampaignLabeler(Base):
+    """The named labelers a campaign is restricted to (v5); a campaign without rows here is
+    open to every labeler."""
+
+    __tablename__ = "campaign_labelers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+
+    __table_args__ = (UniqueConstraint("campaign_id", "user_id", name="uq_campaign_labeler"),)
 
 
 class LoginSession(Base):

@@ -28,9 +28,12 @@ def quality_figure(progress: dict, quality: dict):
     width = 0.4
     ax_q.bar([i - width / 2 for i in x], [val(labelers, n, "agreement") for n in names], width, label="agreement")
     ax_q.bar([i + width / 2 for i in x], [val(labelers, n, "gold_accuracy") for n in names], width, label="gold accuracy")
-    ax_q.set_ylim(0, 1)
+    # Both shares are at most 1: the legend goes in a band above 1, where no bar can reach
+    # (in a corner it hid the bars of good labelers, the ones near 1).
+    ax_q.set_ylim(0, 1.3)
+    ax_q.set_yticks([0, 0.25, 0.5, 0.75, 1])
     ax_q.set_title("agreement with others / gold accuracy")
-    ax_q.legend(loc="lower right", fontsize=8)
+    ax_q.legend(loc="upper center", ncol=2, fontsize=8, frameon=False)
     if quality["mode"] == "pairwise":
         ax_pos.bar(x, [val(labelers, n, "a_rate") for n in names], color="#c44e52")
         ax_pos.axhline(0.5, color="black", linestyle="--", linewidth=1)

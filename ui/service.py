@@ -47,11 +47,15 @@ from alignment.errors import UserError
 from ui import agreement as quality
 from ui import export as exporting
 from ui import models as m
+from ui import review
 from ui.candidates import normalize_rows
 from ui.migrations import migrate
 from ui.passwords import hash_password, verify_password
 
 CHOICES = ("A", "B", "tie", "both_bad")
+# A gold threshold pauses a labeler only after this many gold answers: one unlucky item
+# should not stop anyone.
+GOLD_PAUSE_MIN_ANSWERS = 3
 ROLES = ("labeler", "admin")
 MODES = ("pairwise", "ranking")
 
@@ -281,11 +285,13 @@ class LabelService:
         assignment_ttl_s: float = 1800.0,
         seed: int = 0,
         created_by: int | None = None,
+        sources: tuple[str, str] = ("items", "gold"),
     ) -> int:
         """Import candidate rows (see ui.candidates) as a new campaign; returns its id.
 
         `gold` rows have the same shape plus `"gold": answer`; rows of `items` with a `gold`
         key are gold items too. Gold items are interleaved at seeded random positions.
+        `sources` names the two inputs in errors (the files they came from), with 1-based rows.
         """
         name = (name or "").strip()
         if not name:
@@ -296,14 +302,15 @@ class LabelService:
             raise UserError(f"overlap must be at least 1, got {overlap}")
         if pairs_per_prompt is not None and pairs_per_prompt < 1:
             raise UserError(f"pairs_per_prompt must be at least 1, got {pairs_per_prompt}")
-        rows = normalize_rows(list(items), "items") + [
-            {**r, "gold": r.get("gold")} for r in normalize_rows(list(gold), "gold")
-        ]
-        for i, r in enumerate(rows):
-            if "gold" in r:
-                _check_gold(r, mode, i)
-            if mode == "ranking" and len(r["responses"]) > 26:
-                raise UserError(f"items: row {i}: field 'responses': at most 26 responses (A-Z) can be ranked")
+        item_rows = normalize_rows(list(items), sources[0])
+        gold_rows = [{**r, "gold": r.get("gold")} for r in normalize_rows(list(gold), sources[1])]
+        for source, part in zip(sources, (item_rows, gold_rows)):
+            for i, r in enumerate(part, 1):
+                if "gold" in r:
+                    _check_gold(r, mode, f"{source}: row {i}")
+                if mode == "ranking" and len(r["responses"]) > 26:
+                    raise UserError(f"{source}: row {i}: field 'responses': at most 26 responses (A-Z) can be ranked")
+        rows = item_rows + gold_rows
         if not any("gold" not in r for r in rows):
             raise UserError(f"campaign {name!r}: no items to label")
         rng = random.Random(seed)
@@ -382,19 +389,225 @@ class LabelService:
             c.status = status
             self._audit(s, actor_id, f"{status}_campaign", campaign_id)
 
+    # ---------------------------------------------------------------- who may label
+
+    def set_campaign_labelers(self, campaign_id: int, names: Iterable[str], actor_id: int | None = None) -> list[str]:
+        """Restrict the campaign to these labelers (an empty list opens it to everyone again).
+        Items they already hold or judged stay theirs; others get no new items from it."""
+        wanted = sorted({n.strip() for n in names if n and n.strip()})
+        with self._tx() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            ids = dict(s.execute(select(m.User.name, m.User.id).where(m.User.name.in_(wanted))).all()) if wanted else {}
+            missing = [n for n in wanted if n not in ids]
+            if missing:
+                raise UserError(f"no user named {', '.join(repr(n) for n in missing)}")
+            for row in s.scalars(select(m.CampaignLabeler).where(m.CampaignLabeler.campaign_id == campaign_id)):
+                s.delete(row)
+            s.flush()
+            s.add_all([m.CampaignLabeler(campaign_id=campaign_id, user_id=uid) for uid in ids.values()])
+            self._audit(s, actor_id, "restrict_campaign", campaign_id, labelers=wanted or "everyone")
+        return wanted
+
+    def campaign_labelers(self, campaign_id: int) -> list[str]:
+        """The labelers the campaign is restricted to; empty when it is open to everyone."""
+        with self._read() as s:
+            return sorted(s.scalars(select(m.User.name).join(m.CampaignLabeler, m.CampaignLabeler.user_id == m.User.id)
+                                    .where(m.CampaignLabeler.campaign_id == campaign_id)))
+
+    def campaigns_for(self, user_id: int) -> list[dict]:
+        """The open campaigns this user may label: unrestricted ones, those naming them, and
+        every one for an admin."""
+        with self._read() as s:
+            user = s.get(m.User, user_id)
+            q = select(m.Campaign).where(m.Campaign.status == "open").order_by(m.Campaign.id)
+            if user is None or user.role != "admin":
+                restricted = exists().where(m.CampaignLabeler.campaign_id == m.Campaign.id)
+                named = exists().where(m.CampaignLabeler.campaign_id == m.Campaign.id,
+                                       m.CampaignLabeler.user_id == user_id)
+                q = q.where(or_(~restricted, named))
+            return [_campaign_dict(c) for c in s.scalars(q)]
+
+    def set_min_gold_accuracy(self, campaign_id: int, threshold: float | None, actor_id: int | None = None) -> None:
+        """Pause labelers whose gold accuracy in the campaign is below `threshold` (None: never)."""
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise UserError(f"minimum gold accuracy must be from 0 to 1, got {threshold}")
+        with self._tx() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            camp.min_gold_accuracy = threshold
+            self._audit(s, actor_id, "set_gold_threshold", campaign_id, min_gold_accuracy=threshold)
+
+    def pause_reason(self, user_id: int, campaign_id: int) -> str | None:
+        """Why this labeler gets no new items here although items are left, or None."""
+        with self._read() as s:
+            user, camp = s.get(m.User, user_id), s.get(m.Campaign, campaign_id)
+            if user is None or camp is None:
+                return None
+            return self._pause_reason(s, user, camp)
+
+    def _pause_reason(self, s: Session, user: m.User, camp: m.Campaign) -> str | None:
+        if user.role == "admin":
+            return None
+        if s.scalar(select(exists().where(m.CampaignLabeler.campaign_id == camp.id))) and not s.scalar(
+                select(exists().where(m.CampaignLabeler.campaign_id == camp.id, m.CampaignLabeler.user_id == user.id))):
+            return "this campaign is restricted to other labelers"
+        if camp.min_gold_accuracy is not None:
+            acc, n = quality.gold_accuracy(self._judgment_rows(s, camp.id, user_id=user.id, gold_only=True))
+            if n >= GOLD_PAUSE_MIN_ANSWERS and acc < camp.min_gold_accuracy:
+                return (f"paused: your accuracy on check items is {100 * acc:.0f}% (below "
+                        f"{100 * camp.min_gold_accuracy:.0f}%); please re-read the guidelines and ask your lead")
+        return None
+
+    def paused_labelers(self, campaign_id: int) -> dict[str, str]:
+        """Labelers of the campaign now paused by its gold threshold -> why."""
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None or camp.min_gold_accuracy is None:
+                return {}
+            acc = quality.campaign_quality(self._judgment_rows(s, campaign_id, gold_only=True), camp.mode)["labelers"]
+        return {name: f"paused (gold {100 * q['gold_accuracy']:.0f}%)" for name, q in acc.items()
+                if q["gold_judgments"] >= GOLD_PAUSE_MIN_ANSWERS and q["gold_accuracy"] < camp.min_gold_accuracy}
+
+    # ---------------------------------------------------------------- review: disagreements, adjudication
+
+    def review_items(self, campaign_id: int) -> list[dict]:
+        """Items the lead should look at: labelers disagree on it, or someone failed it (gold).
+        Each with the prompt, the responses in import order, every vote with its rationale,
+        the gold answer and the current adjudication. See ui.review."""
+        with self._read() as s:
+            camp = s.get(m.Campaign, campaign_id)
+            if camp is None:
+                raise UserError(f"no campaign with id {campaign_id}")
+            judgments = self._judgment_rows(s, campaign_id)
+            flagged = review.flagged_items(judgments, camp.mode)
+            if not flagged:
+                return []
+            items = {it.id: it for it in s.scalars(select(m.Item).where(m.Item.id.in_(flagged)))}
+            prompts = {p.id: p for p in s.scalars(select(m.Prompt).where(m.Prompt.id.in_({i.prompt_id for i in items.values()})))}
+            cands = {c.id: c for c in s.scalars(select(m.Candidate).where(m.Candidate.prompt_id.in_(prompts)))}
+            adjudications = self._adjudications(s, campaign_id)
+        return review.cases(camp.mode, flagged, items, prompts, cands, adjudications)
+
+    def _adjudications(self, s: Session, campaign_id: int) -> dict[int, dict]:
+        """item id -> its current adjudication (with the lead's name)."""
+        q = (select(m.Adjudication, m.User.name).join(m.User, m.User.id == m.Adjudication.user_id)
+             .where(m.Adjudication.campaign_id == campaign_id, m.Adjudication.superseded_at.is_(None)))
+        return {a.item_id: {"id": a.id, "user": name, "label": a.label, "winner": a.winner_id, "loser": a.loser_id,
+                            "ranking": json.loads(a.ranking_json) if a.ranking_json else None,
+                            "rationale": a.rationale, "created_at": a.created_at}
+                for a, name in s.execute(q)}
+
+    def adjudicate(self, item_id: int, actor_id: int, answer: str | int | list[int], rationale: str = "") -> int:
+        """Record the lead's final label for an item; returns the adjudication's id.
+
+        `answer`, in the item's import order (what the review view shows as responses 1, 2,
+        ...): pairwise 0 or 1 (the better response), "tie" or "both_bad"; ranking a list of
+        0-based response indices, best first. A later adjudication replaces this one (both
+        are kept, the older marked superseded). Gold items are refused: their answer is the
+        gold file's, and a wrong one is fixed there.
+        """
+        now = self.clock()
+        with self._tx() as s:
+            item = s.scalar(select(m.Item).where(m.Item.id == item_id).with_for_update())
+            if item is None:
+                raise UserError(f"no item with id {item_id}")
+            if item.is_gold:
+                raise UserError(f"item {item_id} is a gold item: its answer comes from the gold file")
+            camp = s.get(m.Campaign, item.campaign_id)
+            ids = json.loads(item.candidate_ids_json)
+            adj = m.Adjudication(item_id=item.id, campaign_id=camp.id, user_id=actor_id,
+                                 rationale=(rationale or "")[:20000], created_at=now)
+            if camp.mode == "pairwise":
+                if answer in ("tie", "both_bad"):
+                    adj.label = answer
+                elif answer in (0, 1) and not isinstance(answer, bool):
+                    adj.label, adj.winner_id, adj.loser_id = "preference", ids[answer], ids[1 - answer]
+                else:
+                    raise UserError(f"a pairwise final label is 1 or 2 (the better response), tie or both_bad, "
+                                    f"got {answer!r}")
+            else:
+                if not (isinstance(answer, list) and len(answer) >= 2 and len(set(answer)) == len(answer)
+                        and all(isinstance(x, int) and 0 <= x < len(ids) for x in answer)):
+                    raise UserError(f"a final ranking lists at least two of the {len(ids)} responses, each once, best first")
+                adj.label, adj.ranking_json = "ranking", json.dumps([ids[x] for x in answer])
+            for old in s.scalars(select(m.Adjudication).where(m.Adjudication.item_id == item.id,
+                                                              m.Adjudication.superseded_at.is_(None))):
+                old.superseded_at = now
+            s.add(adj)
+            s.flush()
+            self._audit(s, actor_id, "adjudicate", camp.id, adjudication=adj.id, item=item.id,
+                        answer=answer, rationale=adj.rationale)
+            return adj.id
+
+    def send_back(self, item_id: int, actor_id: int | None = None, more: int = 1) -> int:
+        """Ask for `more` labels of an item beyond the campaign's overlap; returns how many
+        labels the item now asks for in all."""
+        if more < 1:
+            raise UserError(f"ask for at least one more label, got {more}")
+        with self._tx() as s:
+            item = s.scalar(select(m.Item).where(m.Item.id == item_id).with_for_update())
+            if item is None:
+                raise UserError(f"no item with id {item_id}")
+            if item.is_gold:
+                raise UserError(f"item {item_id} is a gold item: every labeler already meets it")
+            camp = s.get(m.Campaign, item.campaign_id)
+            item.extra_overlap += more
+            item.filled = False
+            self._audit(s, actor_id, "send_back", camp.id, item=item.id, labels=camp.overlap + item.extra_overlap)
+            return camp.overlap + item.extra_overlap
+
     # ---------------------------------------------------------------- assignment
 
     def next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
         """The labeler's current item, or a new one; None when nothing is left for them."""
         for attempt in range(5):
             try:
-                return self._next_assignment(user_id, campaign_id)
+                return self._next_assignment(user_id, campaign_id, take_new=True)
             except IntegrityError:  # PostgreSQL: a concurrent request by the same user won the race
                 if attempt == 4:
                     raise
         return None
 
-    def _next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
+    def current_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
+        """The item this user already holds in the campaign, or None; never takes a new one.
+
+        What a page shows to someone who has not asked to label (an admin looking around):
+        holding an item keeps it from other labelers until it expires.
+        """
+        return self._next_assignment(user_id, campaign_id, take_new=False)
+
+    def held_assignments(self, campaign_id: int | None = None) -> list[dict]:
+        """Active, unexpired assignments (who holds which item, since when, until when)."""
+        now = self.clock()
+        with self._read() as s:
+            q = (select(m.Assignment, m.User.name, m.Campaign.name)
+                 .join(m.User, m.User.id == m.Assignment.user_id)
+                 .join(m.Campaign, m.Campaign.id == m.Assignment.campaign_id)
+                 .where(m.Assignment.status == "active", m.Assignment.expires_at > now)
+                 .order_by(m.Assignment.activated_at))
+            if campaign_id is not None:
+                q = q.where(m.Assignment.campaign_id == campaign_id)
+            return [{"assignment": a.id, "user": user, "campaign": camp, "item": a.item_id,
+                     "since": a.activated_at, "expires_at": a.expires_at} for a, user, camp in s.execute(q)]
+
+    def release_assignment(self, assignment_id: int, actor_id: int | None = None) -> None:
+        """Free an item that someone holds without answering (status `released`): it goes to
+        the next labeler at once instead of after the expiry. Its holder does not get it again,
+        as after a skip; an answer they send for it is refused."""
+        with self._tx() as s:
+            a = s.scalar(select(m.Assignment).where(m.Assignment.id == assignment_id).with_for_update())
+            if a is None:
+                raise UserError(f"no assignment with id {assignment_id}")
+            if a.status != "active":
+                raise UserError(f"assignment {assignment_id} is {a.status}: only an item being held can be released")
+            holder = s.get(m.User, a.user_id)
+            a.status, a.finished_at = "released", self.clock()
+            self._audit(s, actor_id, "release", a.campaign_id, assignment=a.id, item=a.item_id, holder=holder.name)
+
+    def _next_assignment(self, user_id: int, campaign_id: int, take_new: bool) -> Assignment | None:
         now = self.clock()
         with self._tx() as s:
             user, camp = self._check_user_campaign(s, user_id, campaign_id)
@@ -410,12 +623,12 @@ class LabelService:
                 if a.expires_at > now:
                     return self._to_assignment(s, a, camp)
                 item = s.get(m.Item, a.item_id)
-                if item.is_gold or self._taken(s, a.item_id, now, exclude=a.id) < camp.overlap:
+                if item.is_gold or self._taken(s, a.item_id, now, exclude=a.id) < camp.overlap + item.extra_overlap:
                     a.expires_at = now + camp.assignment_ttl_s
                     return self._to_assignment(s, a, camp)
                 a.status = "expired"  # handed on while this labeler was away
                 a.finished_at = now
-            if camp.status != "open":
+            if camp.status != "open" or not take_new or self._pause_reason(s, user, camp) is not None:
                 return None
             # 2. A new item: first in campaign order that this labeler never had and that has room.
             skipped: list[int] = []
@@ -435,7 +648,7 @@ class LabelService:
                 if self.engine.dialect.name != "sqlite":
                     had = s.scalar(select(func.count()).where(m.Assignment.item_id == item.id,
                                                               m.Assignment.user_id == user_id))
-                    if had or (not item.is_gold and self._taken(s, item.id, now) >= camp.overlap):
+                    if had or (not item.is_gold and self._taken(s, item.id, now) >= camp.overlap + item.extra_overlap):
                         skipped.append(item.id)
                         continue
                 order = json.loads(item.candidate_ids_json)
@@ -451,7 +664,7 @@ class LabelService:
         """Items of the campaign this labeler may be given now. `filled` comes first: its index
         skips the items already judged `overlap` times without counting their assignments."""
         return (m.Item.campaign_id == camp.id, m.Item.filled == false(), ~self._had(user_id),
-                or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap))
+                or_(m.Item.is_gold, self._taken_expr(now) < camp.overlap + m.Item.extra_overlap))
 
     @staticmethod
     def _had(user_id: int):
@@ -538,7 +751,8 @@ class LabelService:
                 raise UserError(f"assignment {assignment_id} is {a.status}, not open for a judgment")
             user, camp = self._check_user_campaign(s, user_id, a.campaign_id)
             item = s.scalar(select(m.Item).where(m.Item.id == a.item_id).with_for_update())
-            if a.expires_at <= now and not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
+            if (a.expires_at <= now and not item.is_gold
+                    and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap + item.extra_overlap):
                 raise UserError("this item expired and was given to another labeler; take the next one")
             order = json.loads(a.shown_order_json)
             j = m.Judgment(assignment_id=a.id, item_id=a.item_id, campaign_id=a.campaign_id, user_id=user_id,
@@ -565,7 +779,7 @@ class LabelService:
             s.add(j)
             s.flush()
             if not item.is_gold:
-                item.filled = self._judged(s, item.id) >= camp.overlap
+                item.filled = self._judged(s, item.id) >= camp.overlap + item.extra_overlap
             self._audit(s, user_id, "judge", a.campaign_id, judgment=j.id, assignment=a.id, item=a.item_id,
                         choice=j.choice, ranking=j.ranking_shown)
             return j.id
@@ -610,7 +824,7 @@ class LabelService:
                     detail["judgment"] = j.id
                 item.filled = False  # its slot is open again, held by this reactivated assignment
             else:
-                if not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap:
+                if not item.is_gold and self._taken(s, item.id, now, exclude=a.id) >= camp.overlap + item.extra_overlap:
                     raise UserError("cannot undo that skip: the item has since gone to other labelers")
                 a.skip_reason = None
             a.status, a.finished_at = "active", None
@@ -643,12 +857,17 @@ class LabelService:
         return {"campaign": camp.name, "judged": judged, "skipped": skipped, "time_spent_s": round(float(spent), 1),
                 "remaining": open_ + current}
 
-    def _judgment_rows(self, s: Session, campaign_id: int) -> list[dict]:
+    def _judgment_rows(self, s: Session, campaign_id: int, user_id: int | None = None,
+                       gold_only: bool = False) -> list[dict]:
         q = (select(m.Judgment, m.User, m.Item)
              .join(m.User, m.User.id == m.Judgment.user_id)
              .join(m.Item, m.Item.id == m.Judgment.item_id)
              .where(m.Judgment.campaign_id == campaign_id, m.Judgment.retracted_at.is_(None))
              .order_by(m.Judgment.id))
+        if user_id is not None:
+            q = q.where(m.Judgment.user_id == user_id)
+        if gold_only:
+            q = q.where(m.Item.is_gold.is_(True))
         rows = []
         for j, u, it in s.execute(q):
             rows.append({
@@ -678,17 +897,23 @@ class LabelService:
                 .group_by(m.User.name)).all())
             active = s.scalar(select(func.count()).where(m.Assignment.campaign_id == campaign_id,
                                                           m.Assignment.status == "active", m.Assignment.expires_at > now))
+            extra = dict(s.execute(select(m.Item.id, m.Item.extra_overlap).where(
+                m.Item.campaign_id == campaign_id, m.Item.extra_overlap > 0)).all())
+            adjudicated = s.scalar(select(func.count()).where(m.Adjudication.campaign_id == campaign_id,
+                                                              m.Adjudication.superseded_at.is_(None)))
         per_item: dict[int, int] = {}
         for r in judgments:
             if not r["is_gold"]:
                 per_item[r["item_id"]] = per_item.get(r["item_id"], 0) + 1
-        done = sum(min(n, camp.overlap) for n in per_item.values())
-        target = n_items * camp.overlap
+        cap = lambda item_id: camp.overlap + extra.get(item_id, 0)  # noqa: E731 (items sent back ask for more)
+        done = sum(min(n, cap(i)) for i, n in per_item.items())
+        target = n_items * camp.overlap + sum(extra.values())
         return {
             "campaign": camp.name, "mode": camp.mode, "overlap": camp.overlap, "status": camp.status,
             "items": n_items, "gold_items": n_gold, "judgments": sum(per_item.values()),
             "gold_judgments": sum(1 for r in judgments if r["is_gold"]),
-            "complete_items": sum(1 for n in per_item.values() if n >= camp.overlap),
+            "complete_items": sum(1 for i, n in per_item.items() if n >= cap(i)),
+            "sent_back": len(extra), "adjudicated": adjudicated,
             "target_judgments": target, "fraction_done": round(done / target, 4) if target else 1.0,
             "skips": sum(skips.values()), "active_assignments": active,
             "labelers": quality.labeler_speed(judgments, skips),
@@ -734,7 +959,8 @@ class LabelService:
             if camp is None:
                 raise UserError(f"no campaign with id {campaign_id}")
             judgments = self._judgment_rows(s, campaign_id)
-            item_ids = {r["item_id"] for r in judgments}
+            adjudications = self._adjudications(s, campaign_id)
+            item_ids = {r["item_id"] for r in judgments} | set(adjudications)
             items = {it.id: it for it in s.scalars(select(m.Item).where(m.Item.id.in_(item_ids)))} if item_ids else {}
             prompts = {p.id: p for p in s.scalars(select(m.Prompt).where(m.Prompt.id.in_({it.prompt_id for it in items.values()})))} if items else {}
             cands = {c.id: c for c in s.scalars(select(m.Candidate).where(m.Candidate.prompt_id.in_(prompts)))} if prompts else {}
@@ -750,7 +976,8 @@ class LabelService:
             if r["is_gold"] and not include_gold:
                 continue
             keep.append(r)
-        rows = exporting.build_rows(camp.name, camp.mode, keep, items, prompts, cands, aggregation, include_ties)
+        rows = exporting.build_rows(camp.name, camp.mode, keep, items, prompts, cands, aggregation, include_ties,
+                                    adjudications)
         exporting.write_rows(rows, Path(path), format)
         with self._tx() as s:
             self._audit(s, actor_id, "export", campaign_id, destination=str(path), format=format, aggregation=aggregation,
@@ -758,12 +985,19 @@ class LabelService:
         return len(rows)
 
     def audit_log(self, campaign_id: int | None = None, limit: int = 200) -> list[dict]:
+        """The newest entries first: every campaign's and none's (sign-ins, user changes)
+        unless `campaign_id` narrows it. Each entry carries the acting user's and the
+        campaign's names beside their ids, since ids alone mean nothing to a reader."""
         with self._read() as s:
-            q = select(m.AuditLog).order_by(m.AuditLog.id.desc()).limit(limit)
+            q = (select(m.AuditLog, m.User.name, m.Campaign.name)
+                 .outerjoin(m.User, m.User.id == m.AuditLog.user_id)
+                 .outerjoin(m.Campaign, m.Campaign.id == m.AuditLog.campaign_id)
+                 .order_by(m.AuditLog.id.desc()).limit(limit))
             if campaign_id is not None:
                 q = q.where(m.AuditLog.campaign_id == campaign_id)
-            return [{"id": r.id, "at": r.at, "user_id": r.user_id, "action": r.action, "campaign_id": r.campaign_id,
-                     **json.loads(r.detail_json)} for r in s.scalars(q)]
+            return [{"id": r.id, "at": r.at, "user_id": r.user_id, "user": user, "action": r.action,
+                     "campaign_id": r.campaign_id, "campaign": camp, "detail": json.loads(r.detail_json)}
+                    for r, user, camp in s.execute(q)]
 
 
 # -------------------------------------------------------------------- helpers
@@ -816,19 +1050,20 @@ def _info(u: m.User) -> UserInfo:
 
 def _campaign_dict(c: m.Campaign) -> dict:
     return {"id": c.id, "name": c.name, "mode": c.mode, "overlap": c.overlap, "guidelines": c.guidelines,
-            "status": c.status, "assignment_ttl_s": c.assignment_ttl_s, "created_at": c.created_at}
+            "status": c.status, "assignment_ttl_s": c.assignment_ttl_s, "created_at": c.created_at,
+            "min_gold_accuracy": c.min_gold_accuracy}
 
 
-def _check_gold(row: dict, mode: str, i: int) -> None:
+def _check_gold(row: dict, mode: str, where: str) -> None:
     g, k = row["gold"], len(row["responses"])
     if mode == "pairwise":
         if k != 2:
-            raise UserError(f"gold row {i}: a pairwise gold item needs exactly 2 responses, got {k}")
+            raise UserError(f"{where}: a pairwise gold item needs exactly 2 responses, got {k}")
         if g not in (0, 1, "tie", "both_bad"):
-            raise UserError(f"gold row {i}: field 'gold': expected 0, 1, 'tie' or 'both_bad', got {g!r}")
+            raise UserError(f"{where}: field 'gold': expected 0, 1, 'tie' or 'both_bad', got {g!r}")
     else:
         if not (isinstance(g, list) and g and all(isinstance(x, int) and 0 <= x < k for x in g) and len(set(g)) == len(g)):
-            raise UserError(f"gold row {i}: field 'gold': expected a list of distinct response indices, best first")
+            raise UserError(f"{where}: field 'gold': expected a list of distinct response indices, best first")
 
 
 def _gold_to_ids(g, ids: list[int]) -> dict:
@@ -855,8 +1090,8 @@ def _parse_ranking(ranking, k: int) -> list[int]:
         positions.append(p)
     if len(set(positions)) != len(positions):
         raise UserError("ranking lists a response twice")
-    if len(positions) == k - 1:  # the last one is implied
-        positions += [p for p in range(k) if p not in positions]
+    # Left-out responses stay unranked, even the one left out of K - 1: the labeler may have
+    # left it out because they could not place it, and the app tells them it stays unranked.
     if len(positions) < 2:
         raise UserError("rank at least two responses (best first); the rest may stay unranked")
     return positions

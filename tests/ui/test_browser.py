@@ -25,6 +25,9 @@ PAYLOADS = [
     '<svg onload="window.__xss=5"></svg>',
     "[click](javascript:window.__xss=6) **not bold**",
 ]
+# HTML inside markdown: in emphasis, in a code span, in a fenced block, in a link text.
+MD_HTML = ('**bold <b onmouseover="window.__xss=9">x</b>** `<script>window.__xss=10</script>`\n\n'
+           '```html\n<img src=x onerror="window.__xss=11">\n```\n\n[<svg onload="window.__xss=12">](https://example.org)')
 
 
 @pytest.fixture(scope="module")
@@ -148,15 +151,25 @@ def test_ranking_with_the_keyboard(server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "ranking.png"), full_page=True)
     press_and_wait(page, "Enter", "Saved ✓")
     (j,) = judgments(svc, "assignment_id = :a", a=aid)
-    assert j["ranking_shown"] == "C>A>B"  # the last one is implied
+    assert j["ranking_shown"] == "C>A"  # B left out: it stays unranked, and the note says so
+    assert "(C > A; B unranked)" in page.inner_text("#rlhf-note")
     page.context.close()
+
+
+NO_LIVE_MARKUP = """(root) => {
+  const el = document.querySelector(root);
+  const bad = el.querySelectorAll('script, img, svg, iframe, object, embed, style, form, input');
+  const handlers = [...el.querySelectorAll('*')].filter(e => [...e.attributes].some(a => a.name.startsWith('on')));
+  const links = [...el.querySelectorAll('a')].filter(a => !/^(https?:|mailto:)/.test(a.getAttribute('href') || ''));
+  return bad.length + handlers.length + links.length;
+}"""
 
 
 def test_model_output_cannot_run_script(server, browser, tmp_path):
     svc = server.svc
     svc.create_user(XSS_USER, "xss-password")
     prompt = [{"role": "system", "content": PAYLOADS[0]}, {"role": "user", "content": PAYLOADS[1] + "\n" + "long " * 3000}]
-    svc.create_campaign("br-xss", items=[{"prompt": prompt, "responses": [PAYLOADS[0] + PAYLOADS[2] + PAYLOADS[4],
+    svc.create_campaign("br-xss", items=[{"prompt": prompt, "responses": [PAYLOADS[0] + PAYLOADS[2] + PAYLOADS[4] + MD_HTML,
                                                                           PAYLOADS[1] + PAYLOADS[3] + PAYLOADS[5]]}],
                         guidelines=PAYLOADS[1] + PAYLOADS[4], overlap=1)
     page = sign_in(browser, server, XSS_USER, "xss-password", "?campaign=br-xss")
@@ -165,14 +178,25 @@ def test_model_output_cannot_run_script(server, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "xss.png"), full_page=True)
     assert page.evaluate("window.__xss") is None and page.dialogs == []
     item = page.locator("#rlhf-item-box")
-    assert item.locator("img, script, svg, a, strong, iframe").count() == 0
-    shown = item.inner_text()
-    for payload in PAYLOADS:
-        assert payload in shown  # visible, as text
+    # The rendered view: markdown becomes markup (bold), HTML in it stays text, no link but http(s).
+    assert page.evaluate(NO_LIVE_MARKUP, "#rlhf-item-box") == 0
+    assert item.locator(".rlhf-md strong").count() >= 1
+    rendered = item.inner_text()
+    for payload in PAYLOADS[:5] + ["<b onmouseover=\"window.__xss=9\">", "<script>window.__xss=10</script>"]:
+        assert payload in rendered  # visible, as text
+    assert "[click](javascript:window.__xss=6)" in rendered  # not a link
+    # The raw view (M): every payload exactly as written, and no markup at all.
+    page.keyboard.press("m")
+    assert item.locator(".rlhf-raw").first.is_visible() and not item.locator(".rlhf-md").first.is_visible()
+    raw = item.inner_text()
+    for payload in PAYLOADS + [MD_HTML]:
+        assert payload.strip() in raw
+    assert item.locator(".rlhf-raw strong, .rlhf-raw a").count() == 0
+    page.keyboard.press("m")
     assert XSS_USER in page.inner_text("#rlhf-who")
     # long text is scrollable, not cut: the block is shorter than its content
     height, scroll = page.evaluate(
-        "() => { const b = document.querySelectorAll('.rlhf-turn .rlhf-text')[1]; return [b.clientHeight, b.scrollHeight]; }")
+        "() => { const b = document.querySelectorAll('.rlhf-turn .rlhf-md')[1]; return [b.clientHeight, b.scrollHeight]; }")
     assert scroll > height
     press_and_wait(page, "1", "Saved ✓")
     assert page.evaluate("window.__xss") is None

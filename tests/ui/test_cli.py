@@ -97,7 +97,7 @@ def test_mistakes_are_one_line_errors(db, tmp_path, capsys, monkeypatch, argv, m
 def test_bad_candidate_row_names_file_row_and_field(db, tmp_path, capsys):
     bad = write_jsonl(tmp_path / "bad.jsonl", [pair_rows(1)[0], {"prompt": "x", "responses": "not a list"}])
     assert rlhf(["label", "create-campaign", "c", "--from", str(bad), "--db", db]) == 2
-    assert f"{bad}: row 1: field 'responses'" in capsys.readouterr().err
+    assert f"{bad}: line 2: field 'responses'" in capsys.readouterr().err  # 1-based, as editors count
 
 
 def test_sampling_candidates_from_a_policy(db, tmp_path, capsys, monkeypatch):

@@ -206,7 +206,7 @@ def test_ranking_campaign(svc):
         svc.submit_judgment(a.id, u, ranking=["C"])
     with pytest.raises(UserError, match="twice"):
         svc.submit_judgment(a.id, u, ranking=["C", "C"])
-    svc.submit_judgment(a.id, u, ranking=["C", "A"])  # B is implied last
+    jid = svc.submit_judgment(a.id, u, ranking=["C", "A"])  # B stays unranked, as the labeler left it
     b = svc.next_assignment(u, cid)
     svc.submit_judgment(b.id, u, ranking=[1, 0])
 
@@ -222,7 +222,7 @@ def test_closed_campaign_serves_no_new_items(svc):
 
 
 def test_bad_input_is_a_user_error(svc):
-    with pytest.raises(UserError, match="row 0: field 'responses'"):
+    with pytest.raises(UserError, match="items: row 1: field 'responses'"):
         svc.create_campaign("c", items=[{"prompt": "x", "responses": ["only one"]}])
     with pytest.raises(UserError, match="prompt"):
         svc.create_campaign("c", items=[{"prompt": [{"role": "robot", "content": "x"}], "responses": ["a", "b"]}])
@@ -514,7 +514,7 @@ def test_export_ranking_all_and_majority_in_every_format(svc, tmp_path):
         assert svc.export(cid, tmp_path / target) == 4
         rows = read_rows(tmp_path / target)
         assert validate_rows(rows, None, target) == "ranking"
-        assert [r["ranking"] for r in rows[:2]] == [[2, 0, 1], [2, 1, 0]]
+        assert [r["ranking"] for r in rows[:2]] == [[2, 0, 1], [2, 1]]  # r0 left out: unranked
     with pytest.raises(UserError, match="suffix"):
         svc.export(cid, tmp_path / "x.csv")
     svc.export(cid, tmp_path / "maj.jsonl", aggregation="majority")
