@@ -117,7 +117,7 @@ body.rlhf-stacked .rlhf-responses { grid-template-columns: minmax(0, 1fr); }
 .rlhf-case { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px; margin-bottom: 10px; }
 .rlhf-case table { width: 100%; border-collapse: collapse; font-size: 14px; }
 .rlhf-case td, .rlhf-case th { border-top: 1px solid var(--border-color-primary); padding: 4px 6px; text-align: left;
-  vertical-align: top; overflow-wrap: anywhere; }
+  vertical-align: top; overflow-wrap: anywhere; white-space: pre-wrap; }
 """
 
 KEYS_HELP = (

@@ -182,3 +182,181 @@ def test_admin_before_any_campaign_sees_no_errors(browser, tmp_path, shots):
     finally:
         live.stop()
         svc.close()
+
+
+def rows_file(path: Path, rows: list[dict], bad_line: int | None = None) -> Path:
+    lines = [json.dumps(r) for r in rows]
+    if bad_line is not None:
+        lines.insert(bad_line - 1, json.dumps({"prompt": "x", "responses": "not a list"}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def clear_file(page, selector: str) -> None:
+    """Empty a File component (its clear button), so that another file can be chosen."""
+    found = page.evaluate("""(s) => {
+      const b = [...document.querySelectorAll(s + ' button')].find(
+        b => /clear|remove/i.test((b.getAttribute('aria-label') || '') + ' ' + (b.title || '')));
+      if (b) b.click();
+      return [...document.querySelectorAll(s + ' button')].map(b => b.getAttribute('aria-label') || b.title || b.innerText);
+    }""", selector)
+    page.wait_for_selector(selector + " input[type=file]", state="attached", timeout=10_000), found
+
+
+def value_of(page, selector: str) -> str:
+    return page.locator(selector).first.input_value()
+
+
+def wait_value(page, selector: str, pattern: str) -> None:
+    page.wait_for_function("([s, p]) => { const e = document.querySelector(s); return e && new RegExp(p).test(e.value); }",
+                           arg=[selector, pattern])
+
+
+def test_admin_creates_watches_adjudicates_and_exports(server, browser, shots, tmp_path):
+    from tests.ui.test_browser import MD_HTML, NO_LIVE_MARKUP, PAYLOADS
+
+    svc = server.svc
+    camp = '<img src=x onerror="window.__xss=20">round'
+    cands = rows_file(tmp_path / "candidates.jsonl",
+                      [{"prompt": f"q{i}", "responses": [f"q{i}-r0", f"q{i}-r1"]} for i in range(4)])
+    gold = rows_file(tmp_path / "gold-items.jsonl", [{"prompt": "g", "responses": ["right", "wrong"], "gold": 0}])
+    bad = rows_file(tmp_path / "bad.jsonl", [{"prompt": "ok", "responses": ["a", "b"]}] * 3, bad_line=3)
+    admin_id = svc.user_id(ADMIN[0])
+    page = open_page(browser, server, *ADMIN, WIDTHS["desktop"])
+
+    # (1) An admin on the Label tab holds nothing until they ask for it.
+    page.wait_for_timeout(1000)
+    with svc.engine.connect() as conn:
+        held = conn.execute(text("SELECT count(*) FROM assignments WHERE user_id = :u AND status = 'active'"),
+                            {"u": admin_id}).scalar()
+    assert held == 0
+    label_campaign = value_of(page, "#rlhf-campaign input")
+    if label_campaign:
+        assert page.locator("#rlhf-start").is_visible()
+
+    # (7) Admin's campaign starts as the Label tab's.
+    page.get_by_role("tab", name="Admin").click()
+    page.wait_for_selector("#rlhf-dashboard-cards")
+    assert value_of(page, "#rlhf-admin-campaign input") == label_campaign
+
+    # (4) A duplicate user name: the message says so; the table and the form stay.
+    page.get_by_role("tab", name="Users").click()
+    for _ in range(2):
+        page.fill("#rlhf-new-user-name textarea, #rlhf-new-user-name input", "dup-user")
+        page.fill("#rlhf-new-user-password input", "dup-password")
+        page.click("#rlhf-admin-create-user")
+        page.wait_for_timeout(300)
+    wait_value(page, "#rlhf-admin-user-msg textarea", "already exists")
+    assert "dup-user" in page.inner_text("#rlhf-admin-users") and "Error" not in page.inner_text("#rlhf-admin-users")
+    assert page.locator("#rlhf-new-user-password input").is_visible()
+
+    # (4) A malformed upload: its own name, a 1-based line; the campaigns table stays.
+    page.get_by_role("tab", name="Campaigns").click()
+    page.fill("#rlhf-new-campaign-name textarea, #rlhf-new-campaign-name input", "never-created")
+    page.set_input_files("#rlhf-new-campaign-file input[type=file]", str(bad))
+    page.wait_for_timeout(1000)
+    page.click("#rlhf-admin-create")
+    wait_value(page, "#rlhf-admin-campaign-msg textarea", "line 3")
+    message = value_of(page, "#rlhf-admin-campaign-msg textarea")
+    assert "bad.jsonl: line 3: field 'responses'" in message and "/tmp" not in message and "gradio" not in message
+    assert "Error" not in page.inner_text("#rlhf-admin-campaigns")
+    page.screenshot(path=str(shots / "admin-upload-error.png"), full_page=True)
+
+    # Create: candidates and a gold file of its own, overlap 2.
+    page.fill("#rlhf-new-campaign-name textarea, #rlhf-new-campaign-name input", camp)
+    page.fill("#rlhf-new-campaign-overlap input", "2")
+    clear_file(page, "#rlhf-new-campaign-file")
+    page.set_input_files("#rlhf-new-campaign-file input[type=file]", str(cands))
+    page.set_input_files("#rlhf-new-campaign-gold input[type=file]", str(gold))
+    page.wait_for_timeout(1000)
+    page.click("#rlhf-admin-create")
+    wait_value(page, "#rlhf-admin-campaign-msg textarea", "Created campaign .*4 items, 1 gold")
+    cid = svc.campaign_id(camp)
+    assert svc.get_campaign(cid)["overlap"] == 2
+
+    # (6) Set status starts at the campaign's status: clicking it closes nothing.
+    page.locator("#rlhf-admin-campaign input").click()
+    page.get_by_role("option", name=camp, exact=True).click()
+    page.wait_for_function("() => document.querySelector('#rlhf-admin-status-choice input[value=open]')?.checked"
+                           " || [...document.querySelectorAll('#rlhf-admin-status-choice input')].some("
+                           "i => i.checked && i.closest('label').innerText.trim() === 'open')")
+    page.click("#rlhf-admin-status")
+    wait_value(page, "#rlhf-admin-campaign-msg textarea", "already open")
+    assert svc.get_campaign(cid)["status"] == "open"
+
+    # Labelers work (through the store, as simulated annotators do): they disagree on q0, bob fails gold.
+    ann = svc.create_user('<svg onload="window.__xss=21">ann', None, simulated=True)
+    bob = svc.create_user("bob-team", None, simulated=True)
+    for uid in (ann, bob):
+        while (a := svc.next_assignment(uid, cid)) is not None:
+            if a.responses[0] in ("right", "wrong"):
+                pick = a.responses.index("right" if uid == ann else "wrong")
+                rationale = ""
+            else:
+                wanted = "r1" if (uid == bob and a.prompt == "q0") else "r0"
+                pick = next(i for i, t in enumerate(a.responses) if t.endswith(wanted))
+                rationale = (PAYLOADS[1] if uid == ann else MD_HTML) if a.prompt == "q0" else ""
+            svc.submit_judgment(a.id, uid, choice="AB"[pick], rationale=rationale)
+    carol = svc.create_user("carol-team", None, simulated=True)
+    holding = svc.next_assignment(carol, cid)  # the gold item, held and not answered
+
+    # Watch: the dashboard.
+    page.get_by_role("tab", name="Dashboard").click()
+    page.click("#rlhf-admin-refresh")
+    page.wait_for_function("() => /Krippendorff/i.test(document.querySelector('#rlhf-admin-cards').innerText)"
+                           " && /z = /.test(document.querySelector('#rlhf-admin-cards').innerText)")
+    page.wait_for_function("() => document.querySelector('#rlhf-admin-labelers').innerText.includes('bob-team')")
+    assert "svg onload" in page.inner_text("#rlhf-admin-labelers")
+    page.screenshot(path=str(shots / "admin-dashboard.png"), full_page=True)
+
+    # Held items: carol's, released.
+    page.get_by_role("tab", name="Held items").click()
+    page.click("#rlhf-admin-held-refresh")
+    page.wait_for_function("() => document.querySelector('#rlhf-admin-held').innerText.includes('carol-team')")
+    page.fill("#rlhf-admin-release-id textarea, #rlhf-admin-release-id input", str(holding.id))
+    page.click("#rlhf-admin-release")
+    wait_value(page, "#rlhf-admin-held-msg textarea", f"Released assignment {holding.id}")
+    with svc.engine.connect() as conn:
+        assert conn.execute(text("SELECT status FROM assignments WHERE id = :a"), {"a": holding.id}).scalar() == "released"
+
+    # Review: both sides' rationales (inert), then a final label.
+    page.get_by_role("tab", name="Review").click()
+    page.click("#rlhf-admin-review-refresh")
+    page.wait_for_selector(".rlhf-case")
+    review = page.inner_text("#rlhf-admin-review")
+    assert PAYLOADS[1] in review and '<b onmouseover="window.__xss=9">' in review and "failed gold" in review.lower()
+    assert page.evaluate(NO_LIVE_MARKUP, "#rlhf-admin-review") == 0
+    (q0,) = [c for c in svc.review_items(cid) if c["prompt"] == "q0"]
+    page.fill("#rlhf-review-item textarea, #rlhf-review-item input", str(q0["item_id"]))
+    page.fill("#rlhf-review-final textarea, #rlhf-review-final input", "1")
+    page.fill("#rlhf-review-why textarea, #rlhf-review-why input", "<script>window.__xss=22</script> r0 is right")
+    page.click("#rlhf-review-adjudicate")
+    wait_value(page, "#rlhf-review-msg textarea", "final label '1' stored")
+    page.wait_for_function("(i) => /Final label by/.test(document.querySelector('#rlhf-case-' + i).innerText)",
+                           arg=q0["item_id"])
+    page.screenshot(path=str(shots / "admin-review.png"), full_page=True)
+
+    # Audit log: every entry, with names.
+    page.get_by_role("tab", name="Audit log").click()
+    page.click("#rlhf-admin-audit-refresh")
+    page.wait_for_function("() => document.querySelector('#rlhf-admin-audit').innerText.includes('adjudicate')")
+    audit = page.inner_text("#rlhf-admin-audit")
+    assert "login" in audit and "create user" in audit and "dup-user" in audit and ADMIN[0] in audit
+    assert "release" in audit and "{" not in audit
+    page.screenshot(path=str(shots / "admin-audit.png"), full_page=True)
+
+    # Export, majority: the adjudication wins q0.
+    page.get_by_role("tab", name="Export").click()
+    page.get_by_label("majority", exact=True).check()
+    page.click("#rlhf-admin-export")
+    wait_value(page, "#rlhf-admin-export-msg textarea", r"Exported \d+ rows \(majority\)")
+    href = page.locator("#rlhf-admin-export-file a").first.get_attribute("href")
+    response = page.request.get(href if href.startswith("http") else server.url + href.lstrip("/"))
+    rows = [json.loads(line) for line in response.text().splitlines() if line.strip()]
+    by_prompt = {r["prompt"]: r for r in rows}
+    assert by_prompt["q0"]["judgment_kind"] == "adjudication" and by_prompt["q0"]["chosen"] == "q0-r0"
+    assert by_prompt["q0"]["labeler"] == ADMIN[0] and not by_prompt["q0"]["is_gold"]
+    assert {by_prompt[f"q{i}"]["judgment_kind"] for i in (1, 2, 3)} == {"label"}
+    page.screenshot(path=str(shots / "admin-export.png"), full_page=True)
+    assert page.evaluate("window.__xss") is None and page.dialogs == []
+    page.context.close()
