@@ -451,8 +451,11 @@ class LabelService:
     def _pause_reason(self, s: Session, user: m.User, camp: m.Campaign) -> str | None:
         if user.role == "admin":
             return None
-        if s.scalar(select(exists().where(m.CampaignLabeler.campaign_id == camp.id))) and not s.scalar(
-                select(exists().where(m.CampaignLabeler.campaign_id == camp.id, m.CampaignLabeler.user_id == user.id))):
+        # one statement: this runs whenever a labeler takes a new item
+        restricted, named = s.execute(select(
+            exists().where(m.CampaignLabeler.campaign_id == camp.id),
+            exists().where(m.CampaignLabeler.campaign_id == camp.id, m.CampaignLabeler.user_id == user.id))).one()
+        if restricted and not named:
             return "this campaign is restricted to other labelers"
         if camp.min_gold_accuracy is not None:
             acc, n = quality.gold_accuracy(self._judgment_rows(s, camp.id, user_id=user.id, gold_only=True))
