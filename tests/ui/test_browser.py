@@ -232,7 +232,7 @@ def test_admin_creates_a_campaign_and_exports(server, browser, tmp_path):
     # Progress and quality of the labelled campaign (the labeler's name is shown, inert), then its export.
     page.locator("#rlhf-admin-campaign input").click()
     page.get_by_role("option", name="br-admin-pairs", exact=True).click()
-    page.get_by_role("tab", name="Progress & quality").click()
+    page.get_by_role("tab", name="Dashboard").click()
     page.wait_for_function("() => document.querySelector('#rlhf-admin-labelers').innerText.includes('svg onload')")
     assert page.evaluate("window.__xss") is None and page.dialogs == []
     page.screenshot(path=str(tmp_path / "admin-progress.png"), full_page=True)

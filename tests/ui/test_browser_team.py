@@ -222,16 +222,19 @@ def test_admin_creates_watches_adjudicates_and_exports(server, browser, shots, t
     gold = rows_file(tmp_path / "gold-items.jsonl", [{"prompt": "g", "responses": ["right", "wrong"], "gold": 0}])
     bad = rows_file(tmp_path / "bad.jsonl", [{"prompt": "ok", "responses": ["a", "b"]}] * 3, bad_line=3)
     admin_id = svc.user_id(ADMIN[0])
+
+    def admin_assignments() -> int:
+        with svc.engine.connect() as conn:
+            return conn.execute(text("SELECT count(*) FROM assignments WHERE user_id = :u"), {"u": admin_id}).scalar()
+
+    before = admin_assignments()  # other tests' API calls may have asked for items as this admin
     page = open_page(browser, server, *ADMIN, WIDTHS["desktop"])
 
-    # (1) An admin on the Label tab holds nothing until they ask for it.
+    # (1) An admin on the Label tab is given nothing until they ask for it.
     page.wait_for_timeout(1000)
-    with svc.engine.connect() as conn:
-        held = conn.execute(text("SELECT count(*) FROM assignments WHERE user_id = :u AND status = 'active'"),
-                            {"u": admin_id}).scalar()
-    assert held == 0
+    assert admin_assignments() == before
     label_campaign = value_of(page, "#rlhf-campaign input")
-    if label_campaign:
+    if label_campaign and before == 0:
         assert page.locator("#rlhf-start").is_visible()
 
     # (7) Admin's campaign starts as the Label tab's.
