@@ -16,6 +16,7 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from alignment.errors import RecipeError
+from alignment.recipe.ranges import out_of_range
 from alignment.recipe.schema import Recipe
 
 _ADAPTER = TypeAdapter(Recipe)
@@ -57,9 +58,14 @@ def _list_index(node: list, part: str, path: list[str], origin: str) -> int:
     return int(part)
 
 
+def _origin(key: str, file: str, overridden: set[str]) -> str:
+    """The recipe file, marked as a command-line override when the key (or a section above it) was one."""
+    return f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+
+
 def _describe(error: dict, file: str, overridden: set[str]) -> str:
     key = ".".join(str(p) for p in error["loc"])
-    origin = f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+    origin = _origin(key, file, overridden)
     if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"{origin}: unknown key '{key}'"
     return f"{origin}: key '{key}': {error['msg']} (got {error.get('input')!r})"
@@ -95,9 +101,21 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         problems = [_describe(e, file, overridden) for e in err.errors()]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RecipeError(problems[0] + more) from None
+    _check_ranges(recipe, file, overridden)
     _resolve_templates(recipe)
     _check_files(recipe, file, overridden)
     return recipe
+
+
+def _check_ranges(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Refuse a value outside its declared range, naming file, key, value and the range."""
+    problems = []
+    for keys, message in out_of_range(recipe):
+        origin = next((_origin(k, file, overridden) for k in keys if _origin(k, file, overridden) != file), file)
+        problems.append(f"{origin}: key '{keys[0]}': {message}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RecipeError(problems[0] + more)
 
 
 def _merge(defaults: dict, given: dict) -> dict:

@@ -30,4 +30,4 @@ class ModelConfig(Section):
     chat_template: Optional[str] = option(
         None, help="Jinja chat template (text or a .jinja file) for tokenizers that ship none."
     )
-    max_length: int = option(256, help="Longest prompt+response, in tokens, that any stage trains on.")
+    max_length: int = option(256, help="Longest prompt+response, in tokens, that any stage trains on.", ge=1)
