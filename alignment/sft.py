@@ -19,6 +19,7 @@ from alignment.data.loading import load_rows
 from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
+from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
@@ -128,6 +129,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         eval_dataset=to_ds(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        callbacks=[exit_after_checkpoint(STAGE)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:

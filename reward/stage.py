@@ -21,6 +21,7 @@ from pathlib import Path
 
 from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.errors import DataError, UserError
+from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
@@ -171,6 +172,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok))
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []
+    callbacks.append(exit_after_checkpoint(STAGE))
     trainer = BradleyTerryTrainer(
         model=model,
         args=args,

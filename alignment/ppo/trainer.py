@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from alignment.data.files import read_rows
 from alignment.errors import UserError
+from alignment.interrupt import checkpoint_written
 from alignment.models import load_tokenizer, save_model
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
@@ -139,6 +140,25 @@ def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
 
 
+def fresh_accelerator(gradient_accumulation_steps: int):
+    """An Accelerator configured by this recipe (and `accelerate launch`) alone, not by what ran before.
+
+    accelerate keeps its settings, mixed precision among them, in process-wide singletons. A
+    transformers Trainer earlier in the same process (in `rlhf run`, the reward stage's: TRL's
+    RewardConfig turns bf16 on) leaves bf16 there, and PPO then rolled out and learned under
+    CPU bf16 autocast in `rlhf run` but in float32 in `rlhf ppo` or after a resume: two
+    results from one recipe. Trainers reset that state themselves (TrainingArguments does); our
+    loop does it here. PartialState, the process group under `accelerate launch`, is kept, and
+    `accelerate launch --mixed_precision` still applies (it is read from the environment).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+
+
 def _adamw(groups: list[dict], accelerator, **kwargs) -> torch.optim.AdamW:
     """AdamW with its fused kernel (one pass over all parameters per step, on CPU and CUDA),
     like transformers' default optimiser (adamw_torch_fused): the same update, several times
@@ -173,7 +193,6 @@ def train_ppo(
     accelerator=None,
 ) -> dict:
     """Run (or resume) PPO; returns the final metrics. `max_iterations` stops early, as a kill would."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from trl.models.utils import unwrap_model_for_generation
 
@@ -186,7 +205,7 @@ def train_ppo(
     if force and run.is_done(STAGE):
         run.clear(STAGE)
         out = run.stage_dir(STAGE)
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+    accelerator = accelerator or fresh_accelerator(cfg.gradient_accumulation_steps)
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     local_batch, local_mini, micro = _check_sizes(recipe, world)
     set_seed(recipe.seed, device_specific=True)  # each process samples differently
@@ -448,6 +467,7 @@ def train_ppo(
             evaluate(state.iteration)
         if (cfg.save_every and state.iteration % cfg.save_every == 0) or state.iteration == stop_at:
             ckpt.save_checkpoint(accelerator, out, state, {"beta": kl_ctl.value})
+            checkpoint_written(STAGE)
     bar.close()
 
     if state.iteration < n_iterations:  # stopped early on purpose (max_iterations): not done
