@@ -144,3 +144,29 @@ def test_tokenizer_without_chat_template_or_pad_token_is_rejected(tmp_path, worl
     result = rlhf("sft", "configs/quickstart.yaml", f"output_dir={tmp_path / 'r'}", f"model.name_or_path={model}",
                   f"data.sources.0.path={world.suite_dir / 'sft.jsonl'}")
     _one_error_line(result, "no chat template" if broken == "chat_template" else "no pad token")
+
+
+def test_rows_cut_off_before_their_answer_are_dropped_and_counted(tmp_path, world, capsys):
+    """A prompt that fills model.max_length leaves no assistant token to learn from."""
+    from alignment.sft import train_sft
+
+    rows = [{"prompt": "say cat", "completion": "cat"}, {"prompt": "word " * 5000, "completion": "lost"},
+            {"prompt": "say dog", "completion": "dog"}]
+    data = tmp_path / "some-long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path / 'r'}", f"model.name_or_path={world.model_dir}",
+                                                     f"data.sources.0.path={data}", "data.eval_fraction=0", "sft.max_steps=1",
+                                                     "sft.gold_eval_prompts=0", "sft.report_to=[none]"])
+    metrics = train_sft(recipe)
+    assert metrics["rows_dropped_no_assistant_token_within_max_length"] == 1 and metrics["train_rows"] == 2
+    assert f"sft: {data}: dropped 1 of 3 rows whose answer starts beyond model.max_length=128 tokens (rows 2)" \
+        in capsys.readouterr().out
+
+
+def test_nothing_left_to_train_on_is_one_line(tmp_path, world):
+    data = tmp_path / "all-long.jsonl"
+    data.write_text(json.dumps({"prompt": "word " * 5000, "completion": "lost"}) + "\n")
+    result = rlhf("sft", "configs/quickstart.yaml", f"output_dir={tmp_path / 'r'}", f"model.name_or_path={world.model_dir}",
+                  f"data.sources.0.path={data}")
+    _one_error_line(result, str(data), "no row has an assistant token within model.max_length=128",
+                    "all 1 rows are cut off before the answer")
