@@ -84,7 +84,7 @@ class PPOConfig(Section):
     lora: LoraConfig = option(LoraConfig(), help="LoRA actor; the reference is the adapter switched off.")
     gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
     # --- bookkeeping
-    save_every: int = option(10, help="Checkpoint every N iterations.", ge=1)
+    save_every: int = option(10, help="Checkpoint every N iterations (0: only at the end).", ge=0)
     sample_every: int = option(10, help="Log a table of sample completions every N iterations.", ge=0)
     eval_every: int = option(20, help="Gold evaluation on held-out prompts every N iterations (0: start and end only).", ge=0)
     eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the gold evaluation.")

@@ -137,7 +137,7 @@ def test_cli_names_the_missing_reward_model_in_one_line(tmp_path, world, capsys)
 def test_sizes_that_do_not_divide_are_named(tmp_path, world):
     from alignment.errors import UserError
 
-    with pytest.raises(UserError, match=r"ppo.rollout_batch_size=16 must be a multiple of ppo.mini_batch_size=6"):
+    with pytest.raises(UserError, match=r"key 'ppo.rollout_batch_size': 16 must be a multiple of ppo.mini_batch_size=6"):
         run(tmp_path, world, mini_batch_size=6)
 
 
