@@ -91,7 +91,7 @@ def test_sampling_is_seeded_and_respects_the_length_budget(tiny):
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
-        runs.append(sample_responses(model, ids, mask, 8, 1.0, eos, tok.pad_token_id))
+        runs.append(sample_responses(model, ids, mask, 8, 1.0, eos, tok.pad_token_id)[0])
     assert torch.equal(runs[0], runs[1])
     assert runs[0].shape[0] == 8 and runs[0].shape[1] <= 8
 

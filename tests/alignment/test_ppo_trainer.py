@@ -9,7 +9,7 @@ from alignment.ppo.metrics_log import read_metrics
 from alignment.ppo.trainer import TrainingStopped, train_ppo
 from alignment.recipe import load_recipe
 from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
-from tests.alignment.ppo_tiny import cat_reward, make_policy, tiny_overrides, write_prompts
+from tests.alignment.ppo_tiny import cat_reward, make_opinionated_policy, make_policy, tiny_overrides, write_prompts
 
 
 @pytest.fixture(scope="module")
@@ -88,6 +88,15 @@ def test_nan_reward_stops_with_step_and_tensor_named(tmp_path, world):
 def test_kl_blowup_stops_the_run(tmp_path, world):
     with pytest.raises(TrainingStopped, match=r"iteration 2: KL to the reference is .* past ppo.kl_stop=1e-06"):
         run(tmp_path, world, kl_stop=1e-6, learning_rate=0.05)
+
+
+def test_the_sampled_policy_is_the_optimised_one_on_a_checkpoint_with_its_own_sampling_settings(tmp_path, world):
+    """rollout/sampler_logprob_gap: the sampler's logprobs against PPO's recomputed ones, logged every
+    iteration and kept in the summary; ~0 even when generation_config.json asks for other sampling."""
+    opinionated = (make_opinionated_policy(tmp_path / "opinionated"), world[1])
+    summary, metrics = run(tmp_path, opinionated, total_episodes=32, ppo_epochs=1)
+    assert all(m["rollout/sampler_logprob_gap"] < 1e-4 for m in metrics)
+    assert summary["rollout/sampler_logprob_gap"] == metrics[-1]["rollout/sampler_logprob_gap"]
 
 
 @pytest.mark.parametrize("critic", ["separate", "shared"])
