@@ -97,6 +97,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         raise RecipeError(problems[0] + more) from None
     _resolve_templates(recipe)
     _check_files(recipe, file, overridden)
+    _check_combinations(recipe, file, overridden)
     return recipe
 
 
@@ -135,6 +136,20 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
         if looks_local and not Path(value).expanduser().exists():
             origin = f"{file} (command-line override)" if key in overridden else file
             raise RecipeError(f"{origin}: key '{key}': file not found: {value}")
+
+
+def _check_combinations(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Settings that are each valid but wrong together."""
+    ppo = recipe.ppo
+    if ppo.kl_in == "loss" and ppo.kl_estimator == "k1":
+        # d/dtheta of k1 = log p(x) - log q(x) is grad log p(x), and E_p[grad log p] = 0
+        keys = {"ppo.kl_in", "ppo.kl_estimator"}
+        origin = f"{file} (command-line override)" if keys & overridden else file
+        raise RecipeError(
+            f"{origin}: key 'ppo.kl_estimator': k1 with ppo.kl_in=loss gives the policy no KL gradient in expectation "
+            "(E_p[grad log p] = 0); set ppo.kl_estimator=k2 (its expected gradient is exactly grad KL) or k3, "
+            "or ppo.kl_in=reward"
+        )
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:
