@@ -122,9 +122,8 @@ def test_critic_warmup_leaves_the_actor_untouched(tmp_path, world):
 def test_kl_as_a_loss_term_and_ptx_mix_in(tmp_path, world):
     demos = tmp_path / "demos.jsonl"
     demos.write_text("".join(json.dumps({"prompt": "say cat", "completion": "cat cat"}) + "\n" for _ in range(8)))
-    recipe = load_recipe(None, tiny_overrides(tmp_path / "run", *world, total_episodes=32, kl_in="loss", kl_estimator="k2",
-                                              kl_coef=0.5,
-                                              ptx_coef=0.5) + [f"data.sources=[{{path: {demos}}}]"])
+    recipe = load_recipe(None, tiny_overrides(tmp_path / "run", *world, total_episodes=32, kl_in="loss",
+                                              kl_estimator="k2", kl_coef=0.5, ptx_coef=0.5) + [f"data.sources=[{{path: {demos}}}]"])
     train_ppo(recipe, reward_fn=cat_reward)
     metrics = [m for m in read_metrics(tmp_path / "run" / "ppo" / "metrics.jsonl") if "iteration" in m]
     assert all(m["objective/non_score_reward"] == 0.0 for m in metrics)  # KL left the reward...
