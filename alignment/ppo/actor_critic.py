@@ -11,7 +11,8 @@
   (`PolicyWithValueHead`, as TRL 0.x's AutoModelForCausalLMWithValueHead): no second
   network, one forward for logprobs and values, and the value loss trains the trunk too.
 
-Dropout is off in all of them (see alignment.models.load_policy for why).
+Dropout is off in all of them (see alignment.models.load_policy for why), the LoRA adapter's
+own `lora.dropout` included.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from transformers.utils import ModelOutput
 
 from alignment.errors import UserError
-from alignment.models import load_policy, lora_config
+from alignment.models import disable_dropout, load_policy, lora_config
 from alignment.ppo.masks import position_ids_from_mask
 from alignment.recipe.model import ModelConfig
 from alignment.recipe.ppo import PPOConfig
@@ -150,6 +151,7 @@ def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.
         from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(cfg.lora))
+        disable_dropout(model)  # peft's own lora_dropout modules came after load_policy turned dropout off
     return PolicyWithValueHead(model) if cfg.critic == "shared" else model
 
 

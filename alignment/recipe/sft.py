@@ -13,7 +13,7 @@ class LoraConfig(Section):
     enabled: bool = option(False, help="Train LoRA adapters instead of all weights.")
     r: int = option(16, help="LoRA rank.")
     alpha: int = option(32, help="LoRA alpha.")
-    dropout: float = option(0.0, help="LoRA dropout.")
+    dropout: float = option(0.0, help="LoRA dropout (SFT and reward; PPO, DPO, GRPO and RLOO turn every dropout off).")
     target_modules: Optional[list[str]] = option(
         None, help="Modules to adapt; default: all linear layers ('all-linear')."
     )

@@ -104,3 +104,31 @@ def test_truncated_responses_decode_without_what_follows_eos(tiny):
     assert decode_responses(tok, ids, mask) == ["cat", "cat dog cat dog", ""]
     assert has_eos.tolist() == [True, False, True]
     assert mask.sum(dim=1).tolist() == [2, 4, 1]
+
+
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_lora_dropout_is_off_in_the_actor(tiny, tmp_path, critic):
+    """peft adds its own Dropout modules (lora.dropout) when it wraps the policy: they must be off too,
+    or the rollout's logprobs and the update's differ for the same tokens (PPO's ratio is not 1)."""
+    from alignment.ppo.actor_critic import load_actor
+    from alignment.recipe import load_recipe
+
+    path = make_policy(tmp_path / "policy")
+    recipe = load_recipe(None, ["ppo.lora.enabled=true", "ppo.lora.dropout=0.1", "ppo.lora.r=4", f"ppo.critic={critic}"])
+    actor = load_actor(str(path), recipe.model, recipe.ppo, torch.device("cpu"))
+    dropouts = [m for m in actor.modules() if isinstance(m, torch.nn.Dropout)]
+    assert any("lora_dropout" in name for name, _ in actor.named_modules())  # the adapter's own are there...
+    assert dropouts and all(m.p == 0.0 for m in dropouts)  # ...and off, like the base model's
+    with torch.no_grad():  # a trained adapter (B != 0): a fresh one's zero B would hide any dropout
+        for name, param in actor.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    tok = tiny[0]
+    ids, mask = left_pad(encode_prompts(tok, PROMPTS), tok.pad_token_id)
+    response = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+    r_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    actor.train()
+    torch.manual_seed(0)
+    first, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
+    second, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
+    assert torch.equal(first, second)
