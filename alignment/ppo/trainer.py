@@ -58,6 +58,7 @@ from alignment.ppo.rollout import (
 )
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path
+from reward.scoring import RewardStats
 
 STAGE = "ppo"
 
@@ -209,8 +210,11 @@ def train_ppo(
         accelerator.print("ppo: critic=shared: a value head (zeros) on the actor's trunk; ppo.critic_init is ignored")
     actor = load_actor(policy_path, recipe.model, cfg, device)
     reference = load_reference(policy_path, recipe.model, cfg, device)
-    critic = (load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
-              if separate else None)
+    critic = None
+    if separate and cfg.critic_init == "reward":  # on the normalised scale, as the scores that make the returns
+        critic = load_critic(reward_path, recipe.model, cfg, device, RewardStats.load(reward_path))
+    elif separate:
+        critic = load_critic(policy_path, recipe.model, cfg, device)
     reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)

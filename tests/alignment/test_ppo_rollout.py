@@ -132,3 +132,36 @@ def test_lora_dropout_is_off_in_the_actor(tiny, tmp_path, critic):
     first, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
     second, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
     assert torch.equal(first, second)
+
+
+def test_a_critic_from_the_reward_model_starts_on_the_normalised_scale(tmp_path):
+    """PPO's returns are built from normalised scores (r - mean) / std; a critic initialised from the
+    reward model must read its value at the last token on that scale, not the raw one."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from alignment.ppo.actor_critic import load_critic
+    from alignment.recipe import load_recipe
+    from reward.encoding import encode_conversations
+    from reward.scoring import RewardScorer, RewardStats
+    from tests.alignment.ppo_tiny import make_tokenizer
+
+    tok = make_tokenizer()
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=128,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, num_labels=1)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "reward")
+    tok.save_pretrained(tmp_path / "reward")
+    RewardStats(mean=0.7, std=3.0, n=10).save(tmp_path / "reward")
+
+    recipe = load_recipe(None, [])
+    critic = load_critic(str(tmp_path / "reward"), recipe.model, recipe.ppo, torch.device("cpu"),
+                         RewardStats.load(tmp_path / "reward")).eval()
+    scorer = RewardScorer.from_pretrained(tmp_path / "reward")
+    prompts, responses = ["say cat", "say one two three"], ["cat cat", "one two three"]
+    normalised, raw = scorer.score(prompts, responses), scorer.score(prompts, responses, normalize=False)
+    assert float((normalised - raw).abs().min()) > 0.1  # the two scales differ here
+    ids, mask = left_pad(encode_conversations(tok, prompts, responses), tok.pad_token_id)
+    with torch.no_grad():
+        at_last_token = critic(ids, mask)[:, -1]
+    torch.testing.assert_close(at_last_token, normalised, atol=1e-5, rtol=1e-5)
