@@ -20,7 +20,7 @@ from pathlib import Path
 from alignment.data.files import read_rows
 from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
 from alignment.errors import DataError, UserError
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, warmup_arguments
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
@@ -133,7 +133,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         beta=cfg.beta,
         loss_type=list(cfg.loss_type),
         loss_weights=cfg.loss_weights,

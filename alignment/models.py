@@ -1,7 +1,9 @@
-"""Loading policies and tokenizers, local or from the hub, with errors a user can act on."""
+"""Loading policies and tokenizers, local or from the hub, with errors a user can act on;
+and the library arguments our recipe settings become (LoRA, learning-rate warm-up)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -120,6 +122,23 @@ def lora_config(lora, task_type: str = "CAUSAL_LM"):
         target_modules=lora.target_modules or "all-linear",
         task_type=task_type,
     )
+
+
+def warmup_arguments(ratio: float, arguments_class: Any = None) -> dict[str, float]:
+    """The TrainingArguments keyword that warms up over `ratio` of all steps, on the installed transformers.
+
+    transformers 4.x takes the share as `warmup_ratio` and rejects a non-integer `warmup_steps`;
+    5.x dropped `warmup_ratio` and reads a `warmup_steps` below 1 as the share. The trainer
+    itself turns the share into steps (`get_warmup_steps`), so packing or several processes
+    change nothing here. `arguments_class` is TrainingArguments (TRL's configs subclass it).
+    """
+    if arguments_class is None:
+        from transformers import TrainingArguments as arguments_class
+    names = {f.name: f for f in dataclasses.fields(arguments_class)}
+    takes_share = names["warmup_steps"].type in (float, "float")
+    if takes_share or "warmup_ratio" not in names:
+        return {"warmup_steps": ratio}
+    return {"warmup_ratio": ratio}
 
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> None:

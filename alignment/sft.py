@@ -19,7 +19,7 @@ from alignment.data.loading import load_rows
 from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, warmup_arguments
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 
@@ -99,7 +99,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_rows else "no",

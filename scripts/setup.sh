@@ -13,7 +13,9 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install --quiet "torch==2.13.0"
 fi
-$PY -m pip install --quiet -e ".[dev]"
+# Everything else at exactly the versions the test suite passed with (constraints.txt leaves
+# torch out, so the torch above, or a GPU user's own, is kept).
+$PY -m pip install --quiet -c constraints.txt -e ".[dev]"
 
 # Debian packages: chromium for the browser tests, postgresql for the PostgreSQL store tests.
 need=()
