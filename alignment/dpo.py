@@ -158,7 +158,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         args=args,
         train_dataset=Dataset.from_list([to_trl_pair(r) for r in rows]),
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
         callbacks=[trainer_callback(logger)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

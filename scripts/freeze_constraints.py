@@ -19,7 +19,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 PROJECT = "rlhf-toolkit"
-EXTRAS = {"dev", "postgres"}
+EXTRAS = {"dev", "postgres", "smollm2"}
 NOT_PINNED = re.compile(r"^(rlhf-toolkit|torch|torchvision|torchaudio|triton|nvidia-.*|cuda-.*)$")
 
 

@@ -174,7 +174,7 @@ def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.
     if cfg.lora.enabled:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(cfg.lora))
+        model = get_peft_model(model, lora_config(cfg.lora, model))
         disable_dropout(model)  # peft's own lora_dropout modules came after load_policy turned dropout off
     return PolicyWithValueHead(model) if cfg.critic == "shared" else model
 

@@ -16,6 +16,9 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from alignment.errors import RecipeError
+from alignment.offline_models import PACKAGED_MODELS, is_packaged
+from alignment.offline_models import PREFIX as OFFLINE_PREFIX
+from alignment.recipe.model import OFFLINE_MODEL
 from alignment.recipe.schema import Recipe
 
 _ADAPTER = TypeAdapter(Recipe)
@@ -130,7 +133,12 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
         named.append(("eval.gates", recipe.eval.gates))
     named.append(("model.name_or_path", recipe.model.name_or_path))
     for key, value in named:
-        if value.startswith(("suite:", "offline:")):
+        if key == "model.name_or_path" and value.startswith(OFFLINE_PREFIX) and value != OFFLINE_MODEL \
+                and not is_packaged(value):
+            origin = f"{file} (command-line override)" if key in overridden else file
+            known = ", ".join([OFFLINE_MODEL, *PACKAGED_MODELS])
+            raise RecipeError(f"{origin}: key '{key}': unknown offline model {value!r} (known: {known})")
+        if value.startswith(("suite:", OFFLINE_PREFIX)):
             continue
         looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
         if looks_local and not Path(value).expanduser().exists():
