@@ -127,7 +127,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         train_dataset=to_ds(train_rows),
         eval_dataset=to_ds(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
