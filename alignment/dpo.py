@@ -22,7 +22,7 @@ from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
 from alignment.errors import DataError, UserError
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, warmup_arguments
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
@@ -143,7 +143,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         beta=cfg.beta,
         loss_type=list(cfg.loss_type),
         loss_weights=cfg.loss_weights,
@@ -168,7 +168,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         args=args,
         train_dataset=Dataset.from_list([to_trl_pair(r) for r in rows]),
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
         callbacks=[trainer_callback(logger), exit_after_checkpoint(STAGE)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

@@ -20,7 +20,7 @@ from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, warmup_arguments
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 
@@ -102,7 +102,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_rows else "no",
@@ -130,7 +130,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         train_dataset=to_ds(train_rows),
         eval_dataset=to_ds(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
         callbacks=[exit_after_checkpoint(STAGE)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

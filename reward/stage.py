@@ -180,7 +180,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         train_dataset=Dataset.from_list(train_tok),
         eval_dataset=Dataset.from_list(eval_tok) if eval_tok else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora, task_type="SEQ_CLS") if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model, task_type="SEQ_CLS") if cfg.lora.enabled else None,
         callbacks=callbacks,
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

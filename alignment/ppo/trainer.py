@@ -4,6 +4,7 @@ The loop reads top to bottom in the order of the algorithm, like cleanrl's ppo.p
 
     for each iteration:
         1. rollout     sample responses to a batch of prompts; logprobs, reference logprobs, values
+                       (logprobs recomputed; the sampler's own kept to log how far apart they are)
                        (values: from the separate critic, or from the actor's own forward when
                        the value head sits on its trunk, ppo.critic=shared)
         2. score       reward model -> normalise -> clip -> missing-EOS penalty
@@ -58,6 +59,7 @@ from alignment.ppo.rollout import (
 )
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path
+from reward.scoring import RewardStats
 
 STAGE = "ppo"
 
@@ -227,8 +229,11 @@ def train_ppo(
         accelerator.print("ppo: critic=shared: a value head (zeros) on the actor's trunk; ppo.critic_init is ignored")
     actor = load_actor(policy_path, recipe.model, cfg, device)
     reference = load_reference(policy_path, recipe.model, cfg, device)
-    critic = (load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
-              if separate else None)
+    critic = None
+    if separate and cfg.critic_init == "reward":  # on the normalised scale, as the scores that make the returns
+        critic = load_critic(reward_path, recipe.model, cfg, device, RewardStats.load(reward_path))
+    elif separate:
+        critic = load_critic(policy_path, recipe.model, cfg, device)
     reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
@@ -300,8 +305,8 @@ def train_ppo(
         actor.eval()  # dropout is off anyway; eval() also turns off gradient checkpointing's checks
         with torch.no_grad():
             with unwrap_model_for_generation(actor, accelerator) as gen_model:
-                raw = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens, cfg.temperature, eos, pad,
-                                       cfg.top_k, cfg.top_p)
+                raw, sampler_logprobs = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens,
+                                                         cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
             chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
@@ -427,6 +432,9 @@ def train_ppo(
             "objective/rlhf_reward": (scores + non_score.sum(dim=1)).mean(),
             "objective/kl": seq_kl.mean(),
             "objective/kl_k3": seq_kl3.mean(),
+            # the policy sampled vs the policy PPO optimises: 0 up to numerics unless top-k/top-p is on (the
+            # forced pads after EOS may have log pi = -inf under top-k, so they are zeroed, not multiplied)
+            "rollout/sampler_logprob_gap": masked_mean((sampler_logprobs - logprobs).abs().masked_fill(mask == 0, 0.0), mask),
             "response/length": mask.sum(dim=1).mean(),
             "response/eos_rate": has_eos.float().mean(),
             "speed/rollout_tokens_per_s": n_tokens / max(t_rollout, 1e-9),
@@ -534,6 +542,6 @@ def _summary(recipe: Recipe, final: dict, baseline: Optional[dict], last: Option
     """metrics.json: the final held-out figures, the gain over the starting policy with its CI, the run's cost."""
     summary = gain_summary(final, baseline, recipe.eval.bootstrap_samples, recipe.seed)
     if last:
-        summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "speed/"))})
+        summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "rollout/", "speed/"))})
     summary.update({"iterations": state.iteration, "episodes": state.episodes, "wall_s": state.wall_s, "final_beta": beta})
     return summary

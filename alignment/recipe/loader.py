@@ -16,6 +16,9 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from alignment.errors import RecipeError
+from alignment.offline_models import PACKAGED_MODELS, is_packaged
+from alignment.offline_models import PREFIX as OFFLINE_PREFIX
+from alignment.recipe.model import OFFLINE_MODEL
 from alignment.recipe.ranges import out_of_range
 from alignment.recipe.schema import Recipe
 
@@ -104,6 +107,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     _check_ranges(recipe, file, overridden)
     _resolve_templates(recipe)
     _check_files(recipe, file, overridden)
+    _check_combinations(recipe, file, overridden)
     return recipe
 
 
@@ -147,12 +151,31 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
         named.append(("eval.gates", recipe.eval.gates))
     named.append(("model.name_or_path", recipe.model.name_or_path))
     for key, value in named:
-        if value.startswith(("suite:", "offline:")):
+        if key == "model.name_or_path" and value.startswith(OFFLINE_PREFIX) and value != OFFLINE_MODEL \
+                and not is_packaged(value):
+            origin = f"{file} (command-line override)" if key in overridden else file
+            known = ", ".join([OFFLINE_MODEL, *PACKAGED_MODELS])
+            raise RecipeError(f"{origin}: key '{key}': unknown offline model {value!r} (known: {known})")
+        if value.startswith(("suite:", OFFLINE_PREFIX)):
             continue
         looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
         if looks_local and not Path(value).expanduser().exists():
             origin = f"{file} (command-line override)" if key in overridden else file
             raise RecipeError(f"{origin}: key '{key}': file not found: {value}")
+
+
+def _check_combinations(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Settings that are each valid but wrong together."""
+    ppo = recipe.ppo
+    if ppo.kl_in == "loss" and ppo.kl_estimator == "k1":
+        # d/dtheta of k1 = log p(x) - log q(x) is grad log p(x), and E_p[grad log p] = 0
+        keys = {"ppo.kl_in", "ppo.kl_estimator"}
+        origin = f"{file} (command-line override)" if keys & overridden else file
+        raise RecipeError(
+            f"{origin}: key 'ppo.kl_estimator': k1 with ppo.kl_in=loss gives the policy no KL gradient in expectation "
+            "(E_p[grad log p] = 0); set ppo.kl_estimator=k2 (its expected gradient is exactly grad KL) or k3, "
+            "or ppo.kl_in=reward"
+        )
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

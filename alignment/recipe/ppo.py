@@ -59,8 +59,14 @@ class PPOConfig(Section):
     reward_clip: float = option(5.0, help="Clip normalised scores to [-c, c].", gt=0)
     # --- KL control
     kl_coef: float = option(0.1, help="Initial beta.", ge=0)
-    kl_estimator: Literal["k1", "k2", "k3"] = option("k1", help="KL estimator (Schulman's note).")
-    kl_in: Literal["reward", "loss"] = option("reward", help="Apply the KL penalty in the reward or as a loss term.")
+    kl_estimator: Literal["k1", "k2", "k3"] = option(
+        "k1", help="KL estimator (Schulman's note). With kl_in=loss, k1 is refused: its gradient is grad log p, zero in "
+        "expectation; k2's expected gradient is exactly grad KL(pi || ref), k3's is grad KL(ref || pi) (close near ref)."
+    )
+    kl_in: Literal["reward", "loss"] = option(
+        "reward", help="Apply the KL penalty in the reward or as a loss term (beta * mean KL estimate; needs "
+        "kl_estimator=k2 or k3)."
+    )
     adaptive_kl: bool = option(True, help="Adaptive KL controller (Ziegler et al.); False keeps beta = kl_coef.")
     target_kl: float = option(1.5, help="Target KL per sequence (nats) for the adaptive controller.", gt=0)
     kl_horizon: int = option(

@@ -42,6 +42,7 @@ def test_overrides_are_typed_and_reach_into_lists(recipe_file):
         ("data.sources.4.path=x", "not an index"),
         ("labels.annotators=[{name: a, tie_margin: -1}]", "key 'labels.annotators.0.tie_margin': -1.0 is out of range"),
         ("labels.annotators=[{name: a, flip_prob: 1.5}]", "1.5 is out of range (allowed: in [0, 1])"),
+        ("ppo.kl_in=loss", "key 'ppo.kl_estimator': k1 with ppo.kl_in=loss"),
     ],
 )
 def test_bad_overrides_name_the_key_and_the_file(recipe_file, override, expected):
@@ -49,6 +50,16 @@ def test_bad_overrides_name_the_key_and_the_file(recipe_file, override, expected
         load_recipe(recipe_file, [override])
     assert expected in str(err.value)
     assert str(recipe_file) in str(err.value)
+
+
+def test_kl_as_a_loss_takes_an_estimator_with_a_gradient():
+    """k1's gradient as a loss is zero in expectation: refused with the fix named; k2 and k3 load."""
+    with pytest.raises(RecipeError) as err:
+        load_recipe(None, ["ppo.kl_in=loss", "ppo.kl_estimator=k1"])
+    assert "\n" not in str(err.value) and "set ppo.kl_estimator=k2" in str(err.value)
+    for estimator in ("k2", "k3"):
+        assert load_recipe(None, ["ppo.kl_in=loss", f"ppo.kl_estimator={estimator}"]).ppo.kl_estimator == estimator
+    assert load_recipe(None, ["ppo.kl_in=reward", "ppo.kl_estimator=k1"]).ppo.kl_in == "reward"
 
 
 def test_malformed_override_is_rejected():

@@ -1,5 +1,6 @@
 """The SFT stage end to end on the offline world, its resume, and its bad-input errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -170,3 +171,26 @@ def test_nothing_left_to_train_on_is_one_line(tmp_path, world):
                   f"data.sources.0.path={data}")
     _one_error_line(result, str(data), "no row has an assistant token within model.max_length=128",
                     "all 1 rows are cut off before the answer")
+
+
+@dataclasses.dataclass
+class TrainingArguments4x:
+    """The two warm-up fields as transformers 4.x declares them (4.56: an int `warmup_steps`, a `warmup_ratio`)."""
+
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+
+
+def test_warmup_is_a_share_of_all_steps_on_4x_and_5x():
+    """sft, dpo and reward pass `warmup_ratio` through one helper: 4.x rejects warmup_steps=0.05
+    (not an integer) and takes warmup_ratio; 5.x has no warmup_ratio and reads warmup_steps < 1 as a share."""
+    from transformers import TrainingArguments
+    from trl import DPOConfig, RewardConfig, SFTConfig
+
+    from alignment.models import warmup_arguments
+
+    assert warmup_arguments(0.05, TrainingArguments4x) == {"warmup_ratio": 0.05}
+    for config_class in (SFTConfig, DPOConfig, RewardConfig):  # the installed versions, through TRL's configs
+        args = config_class(output_dir="unused", report_to="none", bf16=False, use_cpu=True,
+                            **warmup_arguments(0.05, TrainingArguments))
+        assert args.get_warmup_steps(200) == 10, config_class.__name__
