@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 
 from alignment.data.files import read_rows
+from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
 from alignment.errors import DataError, UserError
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.interrupt import trainer_callback as exit_after_checkpoint
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, warmup_arguments
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
@@ -30,11 +32,13 @@ STAGE = "dpo"
 LABELS_EXPORT = "labels/comparisons.jsonl"  # reward.labeling.COMPARISONS_FILE
 
 
-def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]:
-    """Every preference pair DPO trains on, and the files they came from.
+def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str], PairDrops]:
+    """Every preference pair DPO trains on, the files they came from, and what was dropped.
 
     The label export (or `dpo.preferences`), plus `data.preference_sources`: cleaned by the
-    data stage when it ran (`data/preferences.jsonl`), else as given.
+    data stage when it ran (`data/preferences.jsonl`), else as given. Degenerate pairs (empty
+    or identical responses) are dropped by the check the reward stage uses too, and each
+    file's drops are printed in the same line.
     """
     primary = recipe.dpo.preferences or str(run.root / LABELS_EXPORT)
     cleaned = run.root / "data" / "preferences.jsonl"
@@ -44,7 +48,7 @@ def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]
         extra = [resolve_data_path(recipe, s.path) for s in recipe.data.preference_sources]
     paths = [resolve_data_path(recipe, primary)] + extra
     rows: list[dict] = []
-    used = []
+    used, drops = [], PairDrops()
     for i, path in enumerate(paths):
         if not Path(path).exists():
             if i == 0 and recipe.dpo.preferences is None:
@@ -55,14 +59,20 @@ def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str]]
         if kind == "sft":
             raise DataError(f"{path}: DPO needs preference or ranking rows, got SFT rows")
         # ties and "both bad" carry no preference for DPO (exported only with reward.ties=half)
-        rows.extend(r for r in to_preference_rows(part, kind) if r.get("label") not in ("tie", "both_bad"))
+        preferences = [r for r in to_preference_rows(part, kind) if r.get("label") not in ("tie", "both_bad")]
+        kept, drops = usable_pairs(preferences, path, drops)
+        rows.extend(kept)
         used.append(path)
+    for line in drops.lines(STAGE):
+        print(line)
+    if not rows and drops.dropped:
+        raise DataError(f"{', '.join(used)}: no usable preference pairs for DPO ({'; '.join(drops.lines(STAGE))})")
     if not rows:
         raise UserError(
             f"no preference rows for DPO: expected the label export at {paths[0]} (run the labels stage) "
             "or set dpo.preferences / data.preference_sources"
         )
-    return rows, used
+    return rows, used, drops
 
 
 def to_trl_pair(row: dict) -> dict:
@@ -102,7 +112,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     started = time.time()
     out = run.stage_dir(STAGE)
     policy_path = cfg.policy or str(run.root / "sft")
-    rows, sources = preference_rows(recipe, run)
+    rows, sources, drops = preference_rows(recipe, run)
     device = pick_device()
     tokenizer = load_tokenizer(policy_path, recipe.model)
     model = load_policy(policy_path, recipe.model, device=device)
@@ -133,7 +143,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         beta=cfg.beta,
         loss_type=list(cfg.loss_type),
         loss_weights=cfg.loss_weights,
@@ -158,8 +168,8 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         args=args,
         train_dataset=Dataset.from_list([to_trl_pair(r) for r in rows]),
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
-        callbacks=[trainer_callback(logger)],
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
+        callbacks=[trainer_callback(logger), exit_after_checkpoint(STAGE)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
@@ -173,6 +183,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
                                         cfg.lora.enabled)
         summary.update({
             "train_loss": result.training_loss, "steps": result.global_step, "pairs": len(rows), "sources": sources,
+            "dropped_pairs_by_file": drops.as_dict(),
             "loss_type": list(cfg.loss_type), "beta": cfg.beta, "lora": cfg.lora.enabled,
             "wall_s": round(time.time() - started, 1),
         })

@@ -1,7 +1,9 @@
-"""Loading policies and tokenizers, local or from the hub, with errors a user can act on."""
+"""Loading policies and tokenizers, local or from the hub, with errors a user can act on;
+and the library arguments our recipe settings become (LoRA, learning-rate warm-up)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -109,17 +111,51 @@ def disable_dropout(model: torch.nn.Module) -> None:
             setattr(config, name, 0.0)
 
 
-def lora_config(lora, task_type: str = "CAUSAL_LM"):
-    """peft LoraConfig from our recipe section."""
+def lora_config(lora, model, task_type: str = "CAUSAL_LM"):
+    """peft LoraConfig from our recipe section, for `model` (whose depth `lora.last_layers` counts from)."""
     from peft import LoraConfig as PeftLoraConfig
 
+    layers, targets = None, lora.target_modules or "all-linear"
+    if lora.last_layers:
+        depth = model.config.num_hidden_layers
+        if lora.last_layers > depth:
+            raise UserError(f"lora.last_layers={lora.last_layers}, but the model has only {depth} blocks")
+        layers = list(range(depth - lora.last_layers, depth))
+        # peft takes a block range only with named modules: every linear inside the blocks
+        targets = lora.target_modules or block_linear_names(model)
     return PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
-        target_modules=lora.target_modules or "all-linear",
+        target_modules=targets,
+        layers_to_transform=layers,
         task_type=task_type,
     )
+
+
+def warmup_arguments(ratio: float, arguments_class: Any = None) -> dict[str, float]:
+    """The TrainingArguments keyword that warms up over `ratio` of all steps, on the installed transformers.
+
+    transformers 4.x takes the share as `warmup_ratio` and rejects a non-integer `warmup_steps`;
+    5.x dropped `warmup_ratio` and reads a `warmup_steps` below 1 as the share. The trainer
+    itself turns the share into steps (`get_warmup_steps`), so packing or several processes
+    change nothing here. `arguments_class` is TrainingArguments (TRL's configs subclass it).
+    """
+    if arguments_class is None:
+        from transformers import TrainingArguments as arguments_class
+    names = {f.name: f for f in dataclasses.fields(arguments_class)}
+    takes_share = names["warmup_steps"].type in (float, "float")
+    if takes_share or "warmup_ratio" not in names:
+        return {"warmup_steps": ratio}
+    return {"warmup_ratio": ratio}
+
+
+def block_linear_names(model) -> list[str]:
+    """Names (last component) of the linear layers inside the transformer blocks, as peft's
+    'all-linear' picks them: every nn.Linear but the output head and a classification head."""
+    heads = {id(model.get_output_embeddings()), id(getattr(model, "score", None))}
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if isinstance(module, torch.nn.Linear) and id(module) not in heads})
 
 
 def save_model(model, tokenizer, path: str | os.PathLike) -> None:

@@ -156,7 +156,7 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
         callbacks=[trainer_callback(logger, TRL_KL_ESTIMATOR[method])],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None

@@ -18,6 +18,8 @@ from typing import Any
 
 from alignment.errors import UserError
 from alignment.recipe import Recipe, save_recipe
+from alignment.offline_models import PREFIX as OFFLINE_PREFIX
+from alignment.offline_models import materialize
 from alignment.recipe.model import OFFLINE_MODEL
 
 MARKER = "COMPLETE.json"
@@ -110,10 +112,18 @@ def uses_offline_world(recipe: Recipe) -> bool:
 
 
 def resolve_model_path(recipe: Recipe) -> str:
-    """`offline:tiny-llama` -> the run's locally built base model; anything else as given."""
-    if recipe.model.name_or_path == OFFLINE_MODEL:
+    """The base model's folder or hub id.
+
+    `offline:tiny-llama` is the run's locally built base model; another `offline:<name>` is
+    a packaged real model, materialised into the model cache on first use; anything else
+    (a local folder or a hub id) is returned as given.
+    """
+    name = recipe.model.name_or_path
+    if name == OFFLINE_MODEL:
         return str(Path(recipe.output_dir) / "base")
-    return recipe.model.name_or_path
+    if name.startswith(OFFLINE_PREFIX):
+        return str(materialize(name))
+    return name
 
 
 def resolve_data_path(recipe: Recipe, path: str) -> str:

@@ -19,7 +19,8 @@ from alignment.data.loading import load_rows
 from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model
+from alignment.interrupt import trainer_callback as exit_after_checkpoint
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, warmup_arguments
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 
@@ -85,8 +86,10 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
     use_messages = bool(_GENERATION_TAG.search(tokenizer.chat_template or ""))
     if not use_messages and any(sft_messages(r)[-1]["role"] != "assistant" for r in rows):
         raise DataError(f"{origin}: every row must end with an assistant turn (the template has no generation markers)")
-    train_rows, eval_rows = split_rows(rows, recipe.data.eval_fraction, recipe.seed)
     n_too_long = count_truncated(tokenizer, rows, recipe.model.max_length)
+    rows, n_untrainable = drop_untrainable(tokenizer, rows, recipe.model.max_length, origin,
+                                           assistant_only=cfg.assistant_only_loss)
+    train_rows, eval_rows = split_rows(rows, recipe.data.eval_fraction, recipe.seed)
 
     device = pick_device()
     model = load_policy(base_path, recipe.model, device=device, dropout=True)
@@ -99,7 +102,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         gradient_accumulation_steps=cfg.gradient_accumulation_steps,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        **warmup_arguments(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         logging_steps=cfg.logging_steps,
         eval_strategy="steps" if eval_rows else "no",
@@ -127,7 +130,8 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         train_dataset=to_ds(train_rows),
         eval_dataset=to_ds(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora) if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
+        callbacks=[exit_after_checkpoint(STAGE)],
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
@@ -149,6 +153,7 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         "train_rows": len(train_rows),
         "eval_rows": len(eval_rows),
         "rows_truncated_at_max_length": n_too_long,
+        "rows_dropped_no_assistant_token_within_max_length": n_untrainable,
         "data": origin,
         "lora": cfg.lora.enabled,
         "device": device.type,
@@ -170,6 +175,42 @@ def gold_report(recipe: Recipe, policy, tokenizer, base_path: str, rows: list[di
     base = load_policy(base_path, recipe.model, device=next(policy.parameters()).device)
     base_gold = evaluate_gold(base, tokenizer, recipe, cfg.gold_eval_prompts, cfg.max_new_tokens, cfg.gold_eval_temperature)
     return {"gold": gold, "base_gold": base_gold, "demonstrations_gold": demonstrations_gold(rows)}
+
+
+def answer_starts(tokenizer, rows: list[dict]) -> list[int]:
+    """Per row, the number of tokens before its first assistant token (the templated prompt)."""
+    prefixes = []
+    for row in rows:
+        messages = sft_messages(row)
+        first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+        prefixes.append(tokenizer.apply_chat_template(messages[:first], tokenize=False, add_generation_prompt=True)
+                        if first else "")
+    return [len(ids) for ids in tokenizer(prefixes, add_special_tokens=False)["input_ids"]]
+
+
+def drop_untrainable(tokenizer, rows: list[dict], max_length: int, origin: str,
+                     assistant_only: bool = True) -> tuple[list[dict], int]:
+    """Rows that keep at least one assistant token within `max_length`, and how many did not.
+
+    Sequences are cut at `model.max_length` tokens; with the loss on assistant tokens only, a
+    row whose prompt alone fills that budget has nothing left to learn from. Such rows are
+    dropped with their count printed, and when none is left the stage stops here in one line,
+    instead of handing the trainer an empty dataset (`num_samples=0` from deep inside torch).
+    With the loss on every token a cut-off row still trains on its prompt, and is kept.
+    """
+    if not assistant_only or not rows:
+        return rows, 0
+    starts = answer_starts(tokenizer, rows)
+    kept = [row for row, start in zip(rows, starts) if start < max_length]
+    dropped = len(rows) - len(kept)
+    if not kept:
+        raise DataError(f"{origin}: no row has an assistant token within model.max_length={max_length} "
+                        f"(all {len(rows)} rows are cut off before the answer); raise model.max_length or shorten the prompts")
+    if dropped:
+        first = [i + 1 for i, start in enumerate(starts) if start >= max_length][:5]
+        print(f"sft: {origin}: dropped {dropped} of {len(rows)} rows whose answer starts beyond model.max_length="
+              f"{max_length} tokens (rows {', '.join(map(str, first))}{', ...' if dropped > 5 else ''})")
+    return kept, dropped
 
 
 def count_truncated(tokenizer, rows: list[dict], max_length: int) -> int:

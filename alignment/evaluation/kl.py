@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from alignment.generation import chat_prompts
+from alignment.generation import chat_prompts, generate_ids
 from alignment.ppo.kl import kl_estimate  # the estimators PPO penalises with, shared
 
 
@@ -78,7 +78,8 @@ def _device(model) -> torch.device:
 def sample_with_ids(
     model, tokenizer, prompts: Sequence, max_new_tokens: int, seed: int = 0, batch_size: int = 64
 ) -> PolicySamples:
-    """One temperature-1 sample per prompt (pure sampling), keeping the token ids."""
+    """One temperature-1 sample per prompt (pure sampling, nothing from the checkpoint's generation_config),
+    keeping the token ids."""
     texts = chat_prompts(tokenizer, prompts)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
@@ -93,18 +94,9 @@ def sample_with_ids(
             torch.manual_seed(seed)
             for start in range(0, len(texts), batch_size):
                 enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-                ids = model.generate(
-                    **enc,
-                    max_new_tokens=max_new_tokens,
-                    do_sample=True,
-                    temperature=1.0,
-                    top_k=0,
-                    top_p=1.0,
-                    pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=eos,
-                )
-                width = enc["input_ids"].shape[1]
-                for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], ids[:, width:]):
+                new = generate_ids(model, enc["input_ids"], enc["attention_mask"], max_new_tokens, 1.0, eos,
+                                   tokenizer.pad_token_id).ids
+                for row, mask, gen in zip(enc["input_ids"], enc["attention_mask"], new):
                     gen = gen.tolist()
                     ended = eos in gen
                     gen = gen[: gen.index(eos) + 1] if ended else gen

@@ -5,38 +5,46 @@
   (`reference_mode`), so no second copy of the weights is held in memory.
 - Critic (`ppo.critic=separate`): a separate model, by default the reward model's backbone
   and score head (its score head already knows how good a finished response is, which is
-  what the value must learn at the last token). `ValueModel` applies that head at every
-  position instead of only the last, giving one value per token.
+  what the value must learn at the last token), rescaled to the normalised score PPO's
+  returns are built from. `ValueModel` applies that head at every position instead of only
+  the last, giving one value per token.
 - Critic (`ppo.critic=shared`): a scalar value head on the actor's own final hidden states
   (`PolicyWithValueHead`, as TRL 0.x's AutoModelForCausalLMWithValueHead): no second
   network, one forward for logprobs and values, and the value loss trains the trunk too.
 
-Dropout is off in all of them (see alignment.models.load_policy for why).
+Dropout is off in all of them (see alignment.models.load_policy for why), the LoRA adapter's
+own `lora.dropout` included.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
 from transformers.utils import ModelOutput
 
 from alignment.errors import UserError
-from alignment.models import load_policy, lora_config
+from alignment.models import disable_dropout, load_policy, lora_config
 from alignment.ppo.masks import position_ids_from_mask
 from alignment.recipe.model import ModelConfig
 from alignment.recipe.ppo import PPOConfig
+from reward.scoring import RewardStats
 
 VALUE_HEAD_FILE = "value_head.safetensors"
+VALUE_BIAS_FILE = "value_bias.safetensors"
 
 
 class ValueModel(torch.nn.Module):
-    """V(s_t) for every position t: a sequence-classification model's head applied per token.
+    """V(s_t) for every position t: a sequence-classification model's head applied per token, plus `bias`.
 
     Wrapping it as one module (rather than calling backbone and head from the trainer) keeps
-    DDP/FSDP working: they hook the wrapped module's forward.
+    DDP/FSDP working: they hook the wrapped module's forward. `bias` is the value's own offset
+    (zero unless `normalise_scores` moves it): most score heads (Llama's, Qwen's) have none, and
+    a critic read off a reward model needs one to start on the normalised scale. It is saved
+    beside the checkpoint, in VALUE_BIAS_FILE.
     """
 
     def __init__(self, seq_cls_model: Any):
@@ -47,6 +55,8 @@ class ValueModel(torch.nn.Module):
                 f"{type(seq_cls_model).__name__} has no `score` head; the critic must be a decoder-only "
                 "AutoModelForSequenceClassification (Llama, Qwen, GPT-2, ...)"
             )
+        weight = seq_cls_model.score.weight  # in the head's dtype and device, as FSDP wants uniform dtypes
+        self.bias = torch.nn.Parameter(torch.zeros(1, dtype=weight.dtype, device=weight.device))
 
     @property
     def backbone(self) -> torch.nn.Module:
@@ -63,10 +73,27 @@ class ValueModel(torch.nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
         ).last_hidden_state
-        return self.head(hidden).squeeze(-1).float()
+        return (self.head(hidden) + self.bias).squeeze(-1).float()
+
+    @torch.no_grad()
+    def normalise_scores(self, stats: RewardStats) -> None:
+        """Make V read (r - mean) / std where it read the reward model's raw r: the scale PPO's returns are on.
+
+        The normalisation is folded into the head: w' = w / std, and the offset
+        b' = (b - mean) / std goes into the head's own bias when it has one, else into `bias`.
+        """
+        head = self.head
+        head.weight.div_(stats.std)
+        if head.bias is not None:
+            head.bias.sub_(stats.mean).div_(stats.std)
+        else:
+            self.bias.sub_(stats.mean).div_(stats.std)
 
     def save_pretrained(self, path, **kwargs) -> None:
+        from safetensors.torch import save_file
+
         self.model.save_pretrained(path, **kwargs)
+        save_file({"bias": self.bias.detach().contiguous().cpu()}, str(Path(path) / VALUE_BIAS_FILE))
 
 
 @dataclass
@@ -131,8 +158,6 @@ class PolicyWithValueHead(torch.nn.Module):
         return [p for p in self.policy.parameters() if p.requires_grad]
 
     def save_value_head(self, folder) -> None:
-        from pathlib import Path
-
         from safetensors.torch import save_file
 
         Path(folder).mkdir(parents=True, exist_ok=True)
@@ -149,7 +174,8 @@ def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.
     if cfg.lora.enabled:
         from peft import get_peft_model
 
-        model = get_peft_model(model, lora_config(cfg.lora))
+        model = get_peft_model(model, lora_config(cfg.lora, model))
+        disable_dropout(model)  # peft's own lora_dropout modules came after load_policy turned dropout off
     return PolicyWithValueHead(model) if cfg.critic == "shared" else model
 
 
@@ -162,13 +188,23 @@ def load_reference(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: to
     return model
 
 
-def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device) -> ValueModel:
+def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device,
+                reward_stats: Optional[RewardStats] = None) -> ValueModel:
+    """The separate critic from `path`; with the reward model's `reward_stats`, on the normalised score's scale.
+
+    PPO's returns come from normalised scores, so a critic read off the reward model would
+    otherwise start with values off by the normalisation at every token, and its first
+    updates would go to undoing that instead of learning the value.
+    """
     from transformers import AutoModelForSequenceClassification
 
     model = load_policy(path, model_cfg, device=device, model_class=AutoModelForSequenceClassification, num_labels=1)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    return ValueModel(model)
+    critic = ValueModel(model)
+    if reward_stats is not None:
+        critic.normalise_scores(reward_stats)
+    return critic
 
 
 def check_critic_tokenizer(critic_path: str, policy_tokenizer) -> None:

@@ -60,7 +60,7 @@ def sequence_kl(
     k1, k3, lengths, ended = [], [], [], []
     for start in range(0, len(encoded), batch_size):
         q_ids, q_mask = left_pad(encoded[start : start + batch_size], tokenizer.pad_token_id, device)
-        raw = sample_responses(policy, q_ids, q_mask, max_new_tokens, temperature, eos, tokenizer.pad_token_id)
+        raw, _ = sample_responses(policy, q_ids, q_mask, max_new_tokens, temperature, eos, tokenizer.pad_token_id)
         r_ids, r_mask, has_eos = truncate_after_eos(raw, eos, tokenizer.pad_token_id)
         logp, _ = policy_forward(policy, q_ids, q_mask, r_ids, r_mask, temperature)
         with reference_ctx() as ref:

@@ -11,7 +11,8 @@ Left padding keeps every prompt's last token in the same column, so that generat
 to all rows at once with the KV cache; position ids are built from the attention mask so the
 padding is invisible to the model. Logprobs are recomputed in a separate forward pass rather
 than taken from generation, because that is the exact computation the PPO update repeats:
-the ratio on the first minibatch is then 1.
+the ratio on the first minibatch is then 1. That ratio cannot tell whether the sampler drew
+from the same distribution, so the sampler's own logprobs come back too, for comparison.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from alignment.generation import chat_prompts
+from alignment.generation import chat_prompts, generate_ids
 from alignment.ppo.losses import entropy_from_logits, logprobs_of
 from alignment.ppo.masks import position_ids_from_mask
 
@@ -105,7 +106,6 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int, device=None) -> tuple[t
     return ids.to(device), mask.to(device)
 
 
-@torch.no_grad()
 def sample_responses(
     model,
     query_ids: torch.Tensor,
@@ -116,26 +116,19 @@ def sample_responses(
     pad_token_id: int,
     top_k: int = 0,
     top_p: float = 1.0,
-) -> torch.Tensor:
-    """Sampled response ids [B, <= max_new_tokens] (generation with the KV cache).
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(response ids [B, <= max_new_tokens], the sampler's own logprobs of them [same shape]).
 
-    top-k and top-p are off unless asked for: they make the sampling distribution differ from
-    softmax(logits / T), and the PPO ratio would then be computed against the wrong policy.
+    Sampled with the KV cache from softmax(logits / T) and nothing the checkpoint's
+    generation_config adds (`alignment.generation.generate_ids`). top-k and top-p are off
+    unless asked for: they make the sampling distribution differ from softmax(logits / T), and
+    the PPO ratio would then be computed against the wrong policy. The sampler's logprobs are
+    not used in the update (it recomputes them); they measure how far the recomputation is
+    from what was sampled (`rollout/sampler_logprob_gap`).
     """
-    from transformers import GenerationConfig
-
-    config = GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        do_sample=True,
-        temperature=temperature,
-        top_k=top_k or 0,
-        top_p=top_p,
-        eos_token_id=eos_token_id,
-        pad_token_id=pad_token_id,
-        use_cache=True,
-    )
-    out = model.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=config)
-    return out[:, query_ids.shape[1] :]
+    out = generate_ids(model, query_ids, query_mask, max_new_tokens, temperature, eos_token_id, pad_token_id, top_k,
+                       top_p, sampler_logprobs=True)
+    return out.ids, out.logprobs
 
 
 def policy_forward(

@@ -4,6 +4,7 @@ The loop reads top to bottom in the order of the algorithm, like cleanrl's ppo.p
 
     for each iteration:
         1. rollout     sample responses to a batch of prompts; logprobs, reference logprobs, values
+                       (logprobs recomputed; the sampler's own kept to log how far apart they are)
                        (values: from the separate critic, or from the actor's own forward when
                        the value head sits on its trunk, ppo.critic=shared)
         2. score       reward model -> normalise -> clip -> missing-EOS penalty
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from alignment.data.files import read_rows
 from alignment.errors import UserError
+from alignment.interrupt import checkpoint_written
 from alignment.models import load_tokenizer, save_model
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
@@ -57,6 +59,7 @@ from alignment.ppo.rollout import (
 )
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path
+from reward.scoring import RewardStats
 
 STAGE = "ppo"
 
@@ -139,6 +142,25 @@ def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
 
 
+def fresh_accelerator(gradient_accumulation_steps: int):
+    """An Accelerator configured by this recipe (and `accelerate launch`) alone, not by what ran before.
+
+    accelerate keeps its settings, mixed precision among them, in process-wide singletons. A
+    transformers Trainer earlier in the same process (in `rlhf run`, the reward stage's: TRL's
+    RewardConfig turns bf16 on) leaves bf16 there, and PPO then rolled out and learned under
+    CPU bf16 autocast in `rlhf run` but in float32 in `rlhf ppo` or after a resume: two
+    results from one recipe. Trainers reset that state themselves (TrainingArguments does); our
+    loop does it here. PartialState, the process group under `accelerate launch`, is kept, and
+    `accelerate launch --mixed_precision` still applies (it is read from the environment).
+    """
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+
+
 def _adamw(groups: list[dict], accelerator, **kwargs) -> torch.optim.AdamW:
     """AdamW with its fused kernel (one pass over all parameters per step, on CPU and CUDA),
     like transformers' default optimiser (adamw_torch_fused): the same update, several times
@@ -173,7 +195,6 @@ def train_ppo(
     accelerator=None,
 ) -> dict:
     """Run (or resume) PPO; returns the final metrics. `max_iterations` stops early, as a kill would."""
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
     from trl.models.utils import unwrap_model_for_generation
 
@@ -186,7 +207,7 @@ def train_ppo(
     if force and run.is_done(STAGE):
         run.clear(STAGE)
         out = run.stage_dir(STAGE)
-    accelerator = accelerator or Accelerator(gradient_accumulation_steps=cfg.gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+    accelerator = accelerator or fresh_accelerator(cfg.gradient_accumulation_steps)
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     local_batch, local_mini, micro = _check_sizes(recipe, world)
     set_seed(recipe.seed, device_specific=True)  # each process samples differently
@@ -208,8 +229,11 @@ def train_ppo(
         accelerator.print("ppo: critic=shared: a value head (zeros) on the actor's trunk; ppo.critic_init is ignored")
     actor = load_actor(policy_path, recipe.model, cfg, device)
     reference = load_reference(policy_path, recipe.model, cfg, device)
-    critic = (load_critic(reward_path if cfg.critic_init == "reward" else policy_path, recipe.model, cfg, device)
-              if separate else None)
+    critic = None
+    if separate and cfg.critic_init == "reward":  # on the normalised scale, as the scores that make the returns
+        critic = load_critic(reward_path, recipe.model, cfg, device, RewardStats.load(reward_path))
+    elif separate:
+        critic = load_critic(policy_path, recipe.model, cfg, device)
     reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
@@ -281,8 +305,8 @@ def train_ppo(
         actor.eval()  # dropout is off anyway; eval() also turns off gradient checkpointing's checks
         with torch.no_grad():
             with unwrap_model_for_generation(actor, accelerator) as gen_model:
-                raw = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens, cfg.temperature, eos, pad,
-                                       cfg.top_k, cfg.top_p)
+                raw, sampler_logprobs = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens,
+                                                         cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
             chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
@@ -408,6 +432,9 @@ def train_ppo(
             "objective/rlhf_reward": (scores + non_score.sum(dim=1)).mean(),
             "objective/kl": seq_kl.mean(),
             "objective/kl_k3": seq_kl3.mean(),
+            # the policy sampled vs the policy PPO optimises: 0 up to numerics unless top-k/top-p is on (the
+            # forced pads after EOS may have log pi = -inf under top-k, so they are zeroed, not multiplied)
+            "rollout/sampler_logprob_gap": masked_mean((sampler_logprobs - logprobs).abs().masked_fill(mask == 0, 0.0), mask),
             "response/length": mask.sum(dim=1).mean(),
             "response/eos_rate": has_eos.float().mean(),
             "speed/rollout_tokens_per_s": n_tokens / max(t_rollout, 1e-9),
@@ -448,6 +475,7 @@ def train_ppo(
             evaluate(state.iteration)
         if (cfg.save_every and state.iteration % cfg.save_every == 0) or state.iteration == stop_at:
             ckpt.save_checkpoint(accelerator, out, state, {"beta": kl_ctl.value})
+            checkpoint_written(STAGE)
     bar.close()
 
     if state.iteration < n_iterations:  # stopped early on purpose (max_iterations): not done
@@ -514,6 +542,6 @@ def _summary(recipe: Recipe, final: dict, baseline: Optional[dict], last: Option
     """metrics.json: the final held-out figures, the gain over the starting policy with its CI, the run's cost."""
     summary = gain_summary(final, baseline, recipe.eval.bootstrap_samples, recipe.seed)
     if last:
-        summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "speed/"))})
+        summary.update({k: v for k, v in last.items() if k.startswith(("objective/", "response/", "rollout/", "speed/"))})
     summary.update({"iterations": state.iteration, "episodes": state.episodes, "wall_s": state.wall_s, "final_beta": beta})
     return summary

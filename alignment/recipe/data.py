@@ -25,8 +25,8 @@ PII_KINDS = ["email", "phone", "card", "api_key"]
 class SourceConfig(Section):
     path: str = option(help="File, datasets folder, or suite:<split>.")
     name: Optional[str] = option(None, help="Label used in reports; defaults to the file name.")
-    weight: Optional[float] = option(None, help="Mixing weight (mixing.strategy='weights').")
-    max_rows: Optional[int] = option(None, help="Cap on rows taken from this source.")
+    weight: Optional[float] = option(None, help="Mixing weight (mixing.strategy='weights').", ge=0)
+    max_rows: Optional[int] = option(None, help="Cap on rows taken from this source.", ge=1)
 
 
 @dataclass
@@ -34,11 +34,11 @@ class MixingConfig(Section):
     strategy: Literal["proportional", "temperature", "weights"] = option(
         "proportional", help="Examples-proportional (with cap), temperature-scaled, or explicit weights."
     )
-    cap: Optional[int] = option(None, help="Per-source row cap for examples-proportional mixing.")
-    temperature: float = option(1.0, help="Temperature for temperature-scaled mixing.")
-    total_rows: Optional[int] = option(None, help="Rows in the mixture; default: all that the strategy allows.")
+    cap: Optional[int] = option(None, help="Per-source row cap for examples-proportional mixing.", ge=1)
+    temperature: float = option(1.0, help="Temperature for temperature-scaled mixing.", gt=0)
+    total_rows: Optional[int] = option(None, help="Rows in the mixture; default: all that the strategy allows.", ge=1)
     curriculum: Optional[str] = option(None, help="Order easy-to-hard by this key ('length' or a metadata column).")
-    seed: Optional[int] = option(None, help="Seed for which rows are sampled and how sources interleave; default: the recipe's seed.")
+    seed: Optional[int] = option(None, help="Seed for which rows are sampled and how sources interleave; default: the recipe's seed.", ge=0)
 
 
 @dataclass
@@ -62,24 +62,24 @@ class EmptyFilter(Section):
 
 @dataclass
 class EchoFilter(Section):
-    threshold: float = option(0.9, help="Word-sequence similarity to the instruction at which a response is an echo.")
+    threshold: float = option(0.9, help="Word-sequence similarity to the instruction at which a response is an echo.", ge=0, le=1)
 
 
 @dataclass
 class LengthFilter(Section):
-    min_tokens: int = option(0, help="Drop rows whose templated conversation has fewer tokens.")
-    max_tokens: Optional[int] = option(None, help="Drop rows with more tokens; default: model.max_length (rows that would be truncated).")
-    min_response_tokens: int = option(0, help="Drop rows whose response has fewer tokens.")
+    min_tokens: int = option(0, help="Drop rows whose templated conversation has fewer tokens.", ge=0)
+    max_tokens: Optional[int] = option(None, help="Drop rows with more tokens; default: model.max_length (rows that would be truncated).", ge=1)
+    min_response_tokens: int = option(0, help="Drop rows whose response has fewer tokens.", ge=0)
 
 
 @dataclass
 class DecontaminateFilter(Section):
-    n: int = option(10, help="Word n-gram size; prompts shorter than n words must match a training instruction exactly.")
+    n: int = option(10, help="Word n-gram size; prompts shorter than n words must match a training instruction exactly.", ge=1)
     min_overlap: float = option(
-        0.8, help="Share of an evaluation prompt's n-grams a training row must contain to be contaminated (1.0 = verbatim)."
+        0.8, help="Share of an evaluation prompt's n-grams a training row must contain to be contaminated (1.0 = verbatim).", gt=0, le=1,
     )
     template_fraction: float = option(
-        0.02, help="n-grams in more than this share of evaluation prompts are instruction wording and ignored."
+        0.02, help="n-grams in more than this share of evaluation prompts are instruction wording and ignored.", ge=0, le=1,
     )
     eval_sets: Optional[list[str]] = option(None, help="Prompt sets to check against; default: data.eval_sets plus eval.prompts.")
 
@@ -96,10 +96,10 @@ class ExactDedupFilter(Section):
 
 @dataclass
 class NearDedupFilter(Section):
-    threshold: float = option(0.8, help="Estimated Jaccard similarity of word n-gram shingles at which rows are near-duplicates.")
-    ngram: int = option(3, help="Words per shingle.")
-    num_perm: int = option(128, help="MinHash permutations (accuracy vs speed).")
-    seed: int = option(1, help="MinHash seed.")
+    threshold: float = option(0.8, help="Estimated Jaccard similarity of word n-gram shingles at which rows are near-duplicates.", ge=0, le=1)
+    ngram: int = option(3, help="Words per shingle.", ge=1)
+    num_perm: int = option(128, help="MinHash permutations (accuracy vs speed).", ge=1)
+    seed: int = option(1, help="MinHash seed.", ge=0)
 
 
 @dataclass
@@ -131,11 +131,11 @@ class DataConfig(Section):
     )
     filters: FiltersConfig = option(FiltersConfig(), help="Cleaning filters; each is on when present, off when null.")
     mixing: MixingConfig = option(MixingConfig(), help="How sources are combined.")
-    eval_fraction: float = option(0.05, help="Share of SFT rows kept for the eval-loss split.")
+    eval_fraction: float = option(0.05, help="Share of SFT rows kept for the eval-loss split.", ge=0, lt=1)
     category_key: Optional[str] = option(
         None, help="Row column naming the task category (dotted for nested, e.g. metadata.family); default: the first of category, metadata.category, metadata.family."
     )
     report_near_dedup: bool = option(True, help="Count near-duplicates in the report even when the filter is off.")
-    report_examples: int = option(5, help="Example rows shown per finding in the report.")
+    report_examples: int = option(5, help="Example rows shown per finding in the report.", ge=0)
     report_plots: bool = option(True, help="Draw the plots of report.html (length histograms, category and findings bars).")
-    num_proc: Optional[int] = option(None, help="Worker processes for the per-row checks of `inspect`; default: one per core (at most 8).")
+    num_proc: Optional[int] = option(None, help="Worker processes for the per-row checks of `inspect`; default: one per core (at most 8).", ge=1)

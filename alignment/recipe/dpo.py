@@ -24,29 +24,29 @@ class DPOConfig(Section):
         ["sigmoid"], help="TRL DPO loss(es): sigmoid (DPO), ipo, hinge, robust, exo_pair, nca_pair, bco_pair, "
         "sppo_hard, aot, apo_zero, apo_down, discopop, sigmoid_norm, sft; several are summed with loss_weights."
     )
-    loss_weights: Optional[list[float]] = option(None, help="Weights of the loss types (default: 1 each).")
-    beta: float = option(0.1, help="Strength of the implicit KL to the reference (tau for IPO).")
-    label_smoothing: float = option(0.0, help="Assumed label-flip rate for robust DPO (cDPO); 0 for plain DPO.")
-    epochs: float = option(2.0, help="Passes over the pairs.")
-    max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).")
-    batch_size: int = option(32, help="Pairs per batch (per device).")
-    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
+    loss_weights: Optional[list[float]] = option(None, help="Weights of the loss types (default: 1 each).", ge=0)
+    beta: float = option(0.1, help="Strength of the implicit KL to the reference (tau for IPO).", gt=0)
+    label_smoothing: float = option(0.0, help="Assumed label-flip rate for robust DPO (cDPO); 0 for plain DPO.", ge=0, le=0.5)
+    epochs: float = option(2.0, help="Passes over the pairs.", gt=0)
+    max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).", ge=1, also=(-1,))
+    batch_size: int = option(32, help="Pairs per batch (per device).", ge=1)
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.", ge=1)
     learning_rate: float = option(
-        1e-4, help="Peak learning rate (quickstart: 5e-4 drifted to KL 4.1 and lost 0.08 gold; 1e-4 kept KL at 0.2)."
+        1e-4, help="Peak learning rate (quickstart: 5e-4 drifted to KL 4.1 and lost 0.08 gold; 1e-4 kept KL at 0.2).", gt=0,
     )
     lr_scheduler: str = option("cosine", help="transformers scheduler name.")
-    warmup_ratio: float = option(0.05, help="Share of steps spent warming up.")
+    warmup_ratio: float = option(0.05, help="Share of steps spent warming up.", ge=0, le=1)
     precompute_ref_log_probs: bool = option(
         True, help="Score every pair under the reference once before training (one reference pass, not one per epoch)."
     )
     gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
     lora: LoraConfig = option(LoraConfig(), help="LoRA policy; the reference is the adapter switched off.")
-    logging_steps: int = option(10, help="Log every N steps.")
-    save_steps: int = option(100, help="Checkpoint every N steps (for resume).")
+    logging_steps: int = option(10, help="Log every N steps.", ge=1)
+    save_steps: int = option(100, help="Checkpoint every N steps (for resume).", ge=1)
     eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the final gold and KL evaluation.")
-    eval_max_prompts: int = option(200, help="Held-out prompts scored.")
-    max_new_tokens: int = option(32, help="Response length budget in the held-out evaluation.")
-    temperature: float = option(1.0, help="Sampling temperature of the held-out KL estimate.")
+    eval_max_prompts: int = option(200, help="Held-out prompts scored.", ge=0)
+    max_new_tokens: int = option(32, help="Response length budget in the held-out evaluation.", ge=1)
+    temperature: float = option(1.0, help="Sampling temperature of the held-out KL estimate.", gt=0)
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
 
 
@@ -56,25 +56,31 @@ class OnlineRLConfig(Section):
     reward_model: Optional[str] = option(None, help="Reward checkpoint (default: the run's reward/ folder).")
     reward: Literal["model", "random"] = option("model", help="'random' is the side-channel ablation (see ppo.reward).")
     prompts: str = option("suite:prompts", help="Prompts to roll out (file or suite:<split>).")
-    total_episodes: int = option(2048, help="Completions generated over the whole run.")
-    num_generations: int = option(4, help="Samples per prompt (group size).")
-    batch_size: int = option(16, help="Completions per device per step (a multiple of num_generations).")
-    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.")
-    num_iterations: int = option(1, help="Optimisation passes per generation batch (mu in the GRPO paper).")
-    learning_rate: float = option(3e-4, help="Peak learning rate.")
-    beta: float = option(0.05, help="KL coefficient against the reference (GRPO: k3 loss term; RLOO: k1 in the reward).")
-    cliprange: float = option(0.2, help="Ratio clip (epsilon).")
+    total_episodes: int = option(2048, help="Completions generated over the whole run.", ge=1)
+    num_generations: int = option(4, help="Samples per prompt (group size).", ge=2)
+    batch_size: int = option(16, help="Completions per device per step (a multiple of num_generations).", ge=1)
+    gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.", ge=1)
+    num_iterations: int = option(1, help="Optimisation passes per generation batch (mu in the GRPO paper).", ge=1)
+    learning_rate: float = option(3e-4, help="Peak learning rate.", gt=0)
+    beta: float = option(0.05, help="KL coefficient against the reference (GRPO: k3 loss term; RLOO: k1 in the reward).", gt=0)
+    cliprange: float = option(0.2, help="Ratio clip (epsilon).", gt=0)
     loss_type: Optional[str] = option(None, help="GRPO loss normalisation (TRL: grpo, dapo, dr_grpo, bnpo...; default TRL's).")
-    temperature: float = option(1.0, help="Sampling temperature.")
-    max_new_tokens: int = option(32, help="Response length budget.")
+    temperature: float = option(1.0, help="Sampling temperature.", gt=0)
+    max_new_tokens: int = option(32, help="Response length budget.", ge=1)
     missing_eos_penalty: Optional[float] = option(
-        -1.0, help="Score that replaces the reward model's for a response without EOS, as in PPO (None: off)."
+        -1.0, help="Score that replaces the reward model's for a response without EOS, as in PPO (None: off).", unbounded=True,
     )
-    reward_clip: float = option(5.0, help="Clip normalised scores to [-c, c], as in PPO.")
+    reward_clip: float = option(5.0, help="Clip normalised scores to [-c, c], as in PPO.", gt=0)
     lora: LoraConfig = option(LoraConfig(), help="LoRA policy.")
     gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
-    logging_steps: int = option(5, help="Log every N steps.")
-    save_steps: int = option(100, help="Checkpoint every N steps (for resume).")
+    logging_steps: int = option(5, help="Log every N steps.", ge=1)
+    save_steps: int = option(100, help="Checkpoint every N steps (for resume).", ge=1)
     eval_prompts: str = option("suite:eval_seen", help="Held-out prompts for the final gold and KL evaluation.")
-    eval_max_prompts: int = option(200, help="Held-out prompts scored.")
+    eval_max_prompts: int = option(200, help="Held-out prompts scored.", ge=0)
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
+
+    def cross_checks(self) -> list[tuple[tuple[str, ...], str]]:
+        """A batch holds whole groups of samples of one prompt (for one process; see online_rl)."""
+        if self.batch_size % self.num_generations:
+            return [(("batch_size", "num_generations"), f"{self.batch_size} must be a multiple of num_generations={self.num_generations}")]
+        return []

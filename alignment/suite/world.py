@@ -10,21 +10,14 @@ other settings is an error rather than silently reused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import os
-import shutil
-import time
-import uuid
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
-from alignment.errors import UserError
+from alignment.atomic_folder import MARKER, build_atomically, fingerprint
+from alignment.recipe.model import OFFLINE_MODEL
 from alignment.suite.generate import SPLITS, generate_suite
 from alignment.suite.gold import mean_gold
-
-MARKER = "COMPLETE.json"
 
 
 @dataclasses.dataclass
@@ -35,40 +28,10 @@ class World:
     """What the suite marker records: rows per split, demonstrations' mean gold, corruptions."""
 
 
-def _fingerprint(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _write_jsonl(rows: list[dict], path: Path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _build_atomically(target: Path, fingerprint: str, build: Callable[[Path], dict]) -> dict:
-    """Run `build(tmp)` unless `target` is complete; return the marker's contents."""
-    marker = target / MARKER
-    if marker.is_file():
-        info = json.loads(marker.read_text())
-        if info.get("fingerprint") != fingerprint:
-            raise UserError(
-                f"{target} was built with other suite settings or seed; delete it or use another output_dir"
-            )
-        return info
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()  # not mkdtemp: its 0700 mode would stick to the finished folder
-    try:
-        info = {"fingerprint": fingerprint, **build(tmp)}
-        with open(tmp / MARKER, "w", encoding="utf-8") as f:
-            json.dump({"stage": target.name, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"), **info}, f, indent=2)
-        if target.exists():  # an interrupted earlier build: no marker, so not done
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return json.loads(marker.read_text())
 
 
 def suite_summary(splits: dict[str, list[dict]]) -> dict:
@@ -82,12 +45,16 @@ def suite_summary(splits: dict[str, list[dict]]) -> dict:
     }
 
 
-def build_world(recipe) -> World:
-    """Write `<output_dir>/suite/<split>.jsonl` and `<output_dir>/base/` unless already there."""
+def build_world(recipe, with_base: bool | None = None) -> World:
+    """Write `<output_dir>/suite/<split>.jsonl` and `<output_dir>/base/` unless already there.
+
+    The tiny base model (and the tokenizer trained for it) is built only when the recipe
+    starts from it, unless `with_base` says otherwise: a real model brings its own.
+    """
     root = Path(recipe.output_dir.replace("{name}", recipe.name))
     cfg = recipe.suite
-    suite_fp = _fingerprint({"seed": recipe.seed, "suite": dataclasses.asdict(cfg) | {"tiny_model": None}})
-    model_fp = _fingerprint({"seed": recipe.seed, "suite": dataclasses.asdict(cfg)})
+    suite_fp = fingerprint({"seed": recipe.seed, "suite": dataclasses.asdict(cfg) | {"tiny_model": None}})
+    model_fp = fingerprint({"seed": recipe.seed, "suite": dataclasses.asdict(cfg)})
     splits: dict[str, list[dict]] = {}
 
     def get_splits() -> dict[str, list[dict]]:
@@ -112,8 +79,11 @@ def build_world(recipe) -> World:
         tokenizer.save_pretrained(tmp)
         return {"parameters": sum(p.numel() for p in model.parameters()), "vocab_size": len(tokenizer)}
 
-    suite_info = _build_atomically(root / "suite", suite_fp, build_suite)
-    _build_atomically(root / "base", model_fp, build_base)
+    suite_info = build_atomically(root / "suite", suite_fp, build_suite, "suite settings or seed")
+    if with_base is None:
+        with_base = recipe.model.name_or_path == OFFLINE_MODEL
+    if with_base:
+        build_atomically(root / "base", model_fp, build_base, "suite settings or seed")
     return World(root / "suite", root / "base", {k: v for k, v in suite_info.items() if k not in ("stage",)})
 
 

@@ -51,6 +51,29 @@ def make_policy(path: Path, seed: int = 0, hidden: int = 32, layers: int = 2) ->
     return Path(path)
 
 
+def make_opinionated_policy(path: Path, seed: int = 0) -> Path:
+    """A tiny policy whose generation_config.json shapes sampling as real checkpoints' do.
+
+    SmolLM2-Instruct ships `repetition_penalty: 1.1` and many instruct models a temperature,
+    top-k or top-p; here every one of them, plus an n-gram ban, a minimum length and a
+    suppressed token, each strong enough to move the distribution. The LM head is scaled up so
+    that the random model's logits are peaked: a repetition penalty on near-zero logits would
+    change almost nothing.
+    """
+    from transformers import AutoModelForCausalLM
+
+    make_policy(path, seed=seed)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    cat, dog = make_tokenizer().convert_tokens_to_ids(["cat", "dog"])
+    model.generation_config.update(do_sample=True, temperature=0.5, top_k=4, top_p=0.6, repetition_penalty=1.8,
+                                   no_repeat_ngram_size=3, min_new_tokens=3, suppress_tokens=[cat],
+                                   bad_words_ids=[[dog]])
+    model.save_pretrained(path)
+    return Path(path)
+
+
 def make_reward_model(path: Path, seed: int = 1, hidden: int = 16) -> Path:
     """A random reward model with its OWN tokenizer (another vocabulary order) and reward_stats.json."""
     from transformers import LlamaConfig, LlamaForSequenceClassification

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from alignment.dpo import preference_rows, train_dpo
-from alignment.errors import UserError
+from alignment.errors import DataError, UserError
 from alignment.ppo.metrics_log import read_metrics
 from alignment.recipe import load_recipe
 from alignment.run_dir import RunDir
@@ -50,7 +50,7 @@ def chosen_logprob_gap(path, tokenizer_prompt="say red"):
 
 def test_dpo_prefers_the_chosen_response_and_reports_held_out_kl(tmp_path, world):
     recipe = recipe_for(tmp_path, world)
-    rows, sources = preference_rows(recipe, RunDir(recipe))
+    rows, sources, _ = preference_rows(recipe, RunDir(recipe))
     assert len(rows) == 48 + 3 and len(sources) == 2
     summary = train_dpo(recipe)
     out = tmp_path / "run" / "dpo"
@@ -75,3 +75,21 @@ def test_missing_preferences_are_named(tmp_path, world):
     recipe = load_recipe(None, [f"output_dir={tmp_path / 'run'}", f"dpo.policy={world[0]}"])
     with pytest.raises(UserError, match=r"labels/comparisons.jsonl"):
         train_dpo(recipe)
+
+
+def test_degenerate_pairs_are_dropped_and_reported_like_the_reward_stage(tmp_path, world, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    good = [{"prompt": "say cat", "chosen": "cat", "rejected": "dog"}] * 2
+    bad = [{"prompt": "say cat", "chosen": "cat", "rejected": "cat"}, {"prompt": "say cat", "chosen": "", "rejected": "dog"}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in good + bad))
+    recipe = recipe_for(tmp_path, world, preferences=pairs)
+    rows, _, drops = preference_rows(recipe, RunDir(recipe))
+    assert len(rows) == 2 + 3  # the ranking file's 3 pairs are all usable
+    assert capsys.readouterr().out.splitlines() == [
+        f"dpo: {pairs}: dropped 2 of 4 pairs: 1 identical chosen and rejected, 1 empty chosen"]
+    assert drops.as_dict() == {str(pairs): {"identical chosen and rejected": 1, "empty chosen": 1}}
+
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    only_bad = load_recipe(None, [f"output_dir={tmp_path / 'run2'}", f"dpo.policy={world[0]}", f"dpo.preferences={pairs}"])
+    with pytest.raises(DataError, match=rf"{pairs}: no usable preference pairs for DPO .*dropped 2 of 2 pairs"):
+        preference_rows(only_bad, RunDir(only_bad))

@@ -85,6 +85,30 @@ def test_sampled_estimates_agree_and_k3_has_lower_variance_than_k1():
     assert float(k1.min()) < 0  # k1 is negative on some tokens
 
 
+def _kl_loss_gradients(estimator: str, n: int = 100_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Monte-Carlo mean gradient of the loss term mean k(x), x ~ p; exact gradient of KL(p || q)),
+    both with respect to p's logits, as `ppo.kl_in=loss` differentiates it: the samples are fixed,
+    log p(x) carries the gradient."""
+    logits = P.log().clone().requires_grad_(True)
+    x = torch.multinomial(P, n, replacement=True, generator=torch.Generator().manual_seed(0))
+    logp = logits.log_softmax(-1)
+    (sampled,) = torch.autograd.grad(kl_estimate(logp[x], Q.log()[x], estimator).mean(), logits)
+    logp = logits.log_softmax(-1)
+    (exact,) = torch.autograd.grad((logp.exp() * (logp - Q.log())).sum(), logits)
+    return sampled, exact
+
+
+def test_as_a_loss_k2_gives_the_kl_gradient_and_k1_gives_none():
+    """E_p[grad k2] = E_p[log(p/q) grad log p] = grad KL exactly; E_p[grad k1] = E_p[grad log p] = 0."""
+    k2, exact = _kl_loss_gradients("k2")
+    assert float(exact.norm()) > 0.3  # P and Q are far enough apart for the gradient to matter
+    torch.testing.assert_close(k2, exact, atol=0.01, rtol=0.0)
+    k1, _ = _kl_loss_gradients("k1")
+    assert float(k1.norm()) < 0.02 * float(exact.norm())  # Monte-Carlo noise around zero
+    k3, _ = _kl_loss_gradients("k3")  # grad KL(q || p) in expectation: the right direction, not the size
+    assert float(torch.nn.functional.cosine_similarity(k3, exact, dim=0)) > 0.9
+
+
 def test_k3_and_k2_are_never_negative():
     g = torch.Generator().manual_seed(1)
     logp = torch.randn(10_000, generator=g) * 5

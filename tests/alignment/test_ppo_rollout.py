@@ -91,7 +91,7 @@ def test_sampling_is_seeded_and_respects_the_length_budget(tiny):
     runs = []
     for _ in range(2):
         torch.manual_seed(3)
-        runs.append(sample_responses(model, ids, mask, 8, 1.0, eos, tok.pad_token_id))
+        runs.append(sample_responses(model, ids, mask, 8, 1.0, eos, tok.pad_token_id)[0])
     assert torch.equal(runs[0], runs[1])
     assert runs[0].shape[0] == 8 and runs[0].shape[1] <= 8
 
@@ -104,3 +104,64 @@ def test_truncated_responses_decode_without_what_follows_eos(tiny):
     assert decode_responses(tok, ids, mask) == ["cat", "cat dog cat dog", ""]
     assert has_eos.tolist() == [True, False, True]
     assert mask.sum(dim=1).tolist() == [2, 4, 1]
+
+
+@pytest.mark.parametrize("critic", ["separate", "shared"])
+def test_lora_dropout_is_off_in_the_actor(tiny, tmp_path, critic):
+    """peft adds its own Dropout modules (lora.dropout) when it wraps the policy: they must be off too,
+    or the rollout's logprobs and the update's differ for the same tokens (PPO's ratio is not 1)."""
+    from alignment.ppo.actor_critic import load_actor
+    from alignment.recipe import load_recipe
+
+    path = make_policy(tmp_path / "policy")
+    recipe = load_recipe(None, ["ppo.lora.enabled=true", "ppo.lora.dropout=0.1", "ppo.lora.r=4", f"ppo.critic={critic}"])
+    actor = load_actor(str(path), recipe.model, recipe.ppo, torch.device("cpu"))
+    dropouts = [m for m in actor.modules() if isinstance(m, torch.nn.Dropout)]
+    assert any("lora_dropout" in name for name, _ in actor.named_modules())  # the adapter's own are there...
+    assert dropouts and all(m.p == 0.0 for m in dropouts)  # ...and off, like the base model's
+    with torch.no_grad():  # a trained adapter (B != 0): a fresh one's zero B would hide any dropout
+        for name, param in actor.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    tok = tiny[0]
+    ids, mask = left_pad(encode_prompts(tok, PROMPTS), tok.pad_token_id)
+    response = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+    r_mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])
+    actor.train()
+    torch.manual_seed(0)
+    first, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
+    second, _ = policy_forward(actor, ids, mask, response, r_mask, 1.0)
+    assert torch.equal(first, second)
+
+
+def test_a_critic_from_the_reward_model_starts_on_the_normalised_scale(tmp_path):
+    """PPO's returns are built from normalised scores (r - mean) / std; a critic initialised from the
+    reward model must read its value at the last token on that scale, not the raw one."""
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from alignment.ppo.actor_critic import load_critic
+    from alignment.recipe import load_recipe
+    from reward.encoding import encode_conversations
+    from reward.scoring import RewardScorer, RewardStats
+    from tests.alignment.ppo_tiny import make_tokenizer
+
+    tok = make_tokenizer()
+    torch.manual_seed(2)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=32, max_position_embeddings=128,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, num_labels=1)
+    LlamaForSequenceClassification(config).save_pretrained(tmp_path / "reward")
+    tok.save_pretrained(tmp_path / "reward")
+    RewardStats(mean=0.7, std=3.0, n=10).save(tmp_path / "reward")
+
+    recipe = load_recipe(None, [])
+    critic = load_critic(str(tmp_path / "reward"), recipe.model, recipe.ppo, torch.device("cpu"),
+                         RewardStats.load(tmp_path / "reward")).eval()
+    scorer = RewardScorer.from_pretrained(tmp_path / "reward")
+    prompts, responses = ["say cat", "say one two three"], ["cat cat", "one two three"]
+    normalised, raw = scorer.score(prompts, responses), scorer.score(prompts, responses, normalize=False)
+    assert float((normalised - raw).abs().min()) > 0.1  # the two scales differ here
+    ids, mask = left_pad(encode_conversations(tok, prompts, responses), tok.pad_token_id)
+    with torch.no_grad():
+        at_last_token = critic(ids, mask)[:, -1]
+    torch.testing.assert_close(at_last_token, normalised, atol=1e-5, rtol=1e-5)

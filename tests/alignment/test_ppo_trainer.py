@@ -9,7 +9,7 @@ from alignment.ppo.metrics_log import read_metrics
 from alignment.ppo.trainer import TrainingStopped, train_ppo
 from alignment.recipe import load_recipe
 from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
-from tests.alignment.ppo_tiny import cat_reward, make_policy, tiny_overrides, write_prompts
+from tests.alignment.ppo_tiny import cat_reward, make_opinionated_policy, make_policy, tiny_overrides, write_prompts
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,15 @@ def test_kl_blowup_stops_the_run(tmp_path, world):
         run(tmp_path, world, kl_stop=1e-6, learning_rate=0.05)
 
 
+def test_the_sampled_policy_is_the_optimised_one_on_a_checkpoint_with_its_own_sampling_settings(tmp_path, world):
+    """rollout/sampler_logprob_gap: the sampler's logprobs against PPO's recomputed ones, logged every
+    iteration and kept in the summary; ~0 even when generation_config.json asks for other sampling."""
+    opinionated = (make_opinionated_policy(tmp_path / "opinionated"), world[1])
+    summary, metrics = run(tmp_path, opinionated, total_episodes=32, ppo_epochs=1)
+    assert all(m["rollout/sampler_logprob_gap"] < 1e-4 for m in metrics)
+    assert summary["rollout/sampler_logprob_gap"] == metrics[-1]["rollout/sampler_logprob_gap"]
+
+
 @pytest.mark.parametrize("critic", ["separate", "shared"])
 def test_lora_actor_uses_its_own_base_weights_as_reference_and_saves_a_plain_model(tmp_path, world, critic):
     from transformers import AutoModelForCausalLM
@@ -113,8 +122,8 @@ def test_critic_warmup_leaves_the_actor_untouched(tmp_path, world):
 def test_kl_as_a_loss_term_and_ptx_mix_in(tmp_path, world):
     demos = tmp_path / "demos.jsonl"
     demos.write_text("".join(json.dumps({"prompt": "say cat", "completion": "cat cat"}) + "\n" for _ in range(8)))
-    recipe = load_recipe(None, tiny_overrides(tmp_path / "run", *world, total_episodes=32, kl_in="loss", kl_coef=0.5,
-                                              ptx_coef=0.5) + [f"data.sources=[{{path: {demos}}}]"])
+    recipe = load_recipe(None, tiny_overrides(tmp_path / "run", *world, total_episodes=32, kl_in="loss",
+                                              kl_estimator="k2", kl_coef=0.5, ptx_coef=0.5) + [f"data.sources=[{{path: {demos}}}]"])
     train_ppo(recipe, reward_fn=cat_reward)
     metrics = [m for m in read_metrics(tmp_path / "run" / "ppo" / "metrics.jsonl") if "iteration" in m]
     assert all(m["objective/non_score_reward"] == 0.0 for m in metrics)  # KL left the reward...
@@ -137,7 +146,7 @@ def test_cli_names_the_missing_reward_model_in_one_line(tmp_path, world, capsys)
 def test_sizes_that_do_not_divide_are_named(tmp_path, world):
     from alignment.errors import UserError
 
-    with pytest.raises(UserError, match=r"ppo.rollout_batch_size=16 must be a multiple of ppo.mini_batch_size=6"):
+    with pytest.raises(UserError, match=r"key 'ppo.rollout_batch_size': 16 must be a multiple of ppo.mini_batch_size=6"):
         run(tmp_path, world, mini_batch_size=6)
 
 

@@ -1,5 +1,6 @@
 """The SFT stage end to end on the offline world, its resume, and its bad-input errors."""
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -144,3 +145,52 @@ def test_tokenizer_without_chat_template_or_pad_token_is_rejected(tmp_path, worl
     result = rlhf("sft", "configs/quickstart.yaml", f"output_dir={tmp_path / 'r'}", f"model.name_or_path={model}",
                   f"data.sources.0.path={world.suite_dir / 'sft.jsonl'}")
     _one_error_line(result, "no chat template" if broken == "chat_template" else "no pad token")
+
+
+def test_rows_cut_off_before_their_answer_are_dropped_and_counted(tmp_path, world, capsys):
+    """A prompt that fills model.max_length leaves no assistant token to learn from."""
+    from alignment.sft import train_sft
+
+    rows = [{"prompt": "say cat", "completion": "cat"}, {"prompt": "word " * 5000, "completion": "lost"},
+            {"prompt": "say dog", "completion": "dog"}]
+    data = tmp_path / "some-long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path / 'r'}", f"model.name_or_path={world.model_dir}",
+                                                     f"data.sources.0.path={data}", "data.eval_fraction=0", "sft.max_steps=1",
+                                                     "sft.gold_eval_prompts=0", "sft.report_to=[none]"])
+    metrics = train_sft(recipe)
+    assert metrics["rows_dropped_no_assistant_token_within_max_length"] == 1 and metrics["train_rows"] == 2
+    assert f"sft: {data}: dropped 1 of 3 rows whose answer starts beyond model.max_length=128 tokens (rows 2)" \
+        in capsys.readouterr().out
+
+
+def test_nothing_left_to_train_on_is_one_line(tmp_path, world):
+    data = tmp_path / "all-long.jsonl"
+    data.write_text(json.dumps({"prompt": "word " * 5000, "completion": "lost"}) + "\n")
+    result = rlhf("sft", "configs/quickstart.yaml", f"output_dir={tmp_path / 'r'}", f"model.name_or_path={world.model_dir}",
+                  f"data.sources.0.path={data}")
+    _one_error_line(result, str(data), "no row has an assistant token within model.max_length=128",
+                    "all 1 rows are cut off before the answer")
+
+
+@dataclasses.dataclass
+class TrainingArguments4x:
+    """The two warm-up fields as transformers 4.x declares them (4.56: an int `warmup_steps`, a `warmup_ratio`)."""
+
+    warmup_steps: int = 0
+    warmup_ratio: float = 0.0
+
+
+def test_warmup_is_a_share_of_all_steps_on_4x_and_5x():
+    """sft, dpo and reward pass `warmup_ratio` through one helper: 4.x rejects warmup_steps=0.05
+    (not an integer) and takes warmup_ratio; 5.x has no warmup_ratio and reads warmup_steps < 1 as a share."""
+    from transformers import TrainingArguments
+    from trl import DPOConfig, RewardConfig, SFTConfig
+
+    from alignment.models import warmup_arguments
+
+    assert warmup_arguments(0.05, TrainingArguments4x) == {"warmup_ratio": 0.05}
+    for config_class in (SFTConfig, DPOConfig, RewardConfig):  # the installed versions, through TRL's configs
+        args = config_class(output_dir="unused", report_to="none", bf16=False, use_cpu=True,
+                            **warmup_arguments(0.05, TrainingArguments))
+        assert args.get_warmup_steps(200) == 10, config_class.__name__

@@ -35,7 +35,7 @@ def test_bad_rows_are_dropped_and_counted_by_reason():
     ]
     c = prepare(rows, ties="exclude")
     assert len(c.rows) == 1 and c.rows[0]["margin"] == 0.5 and c.rows[0]["target"] == 1.0
-    assert c.dropped == {"empty response": 1, "identical chosen and rejected": 1,
+    assert c.dropped == {"empty chosen": 1, "identical chosen and rejected": 1,
                          "tie (reward.ties=exclude)": 1, "both_bad (reward.ties=exclude)": 1}
     assert "dropped 4" in c.report()
     half = prepare(rows, ties="half", use_margin=False)
@@ -88,3 +88,37 @@ def test_comparisons_of_a_prompt_share_one_example_and_each_response_is_encoded_
     many = [{"prompt": "p", "chosen": f"w{i}", "rejected": f"w{i + 1}"} for i in range(6)]
     split = tokenize(prepare(many), tok, max_length=None, max_group=4)
     assert [len(e["input_ids"]) for e in split] == [4, 4] and sum(len(e["pairs"]) for e in split) == 6
+
+
+def degenerate_file(path, n_good: int = 1):
+    """`n_good` usable pairs of one prompt, then one of each degenerate kind."""
+    rows = [{"prompt": "p", "chosen": "good", "rejected": f"bad {i}"} for i in range(n_good)]
+    rows += [{"prompt": "q", "chosen": "same", "rejected": " same "}, {"prompt": "r", "chosen": "", "rejected": "x"},
+             {"prompt": "s", "chosen": "x", "rejected": "  "}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_degenerate_pairs_are_dropped_and_reported_per_file(tmp_path, capsys):
+    from reward.stage import load_comparisons
+
+    bad, clean = degenerate_file(tmp_path / "bad.jsonl", n_good=2), tmp_path / "clean.jsonl"
+    clean.write_text(json.dumps({"prompt": "t", "chosen": "a", "rejected": "b"}) + "\n")
+    c = load_comparisons([str(bad), str(clean)], ties="exclude", use_margin=True)
+    assert len(c.rows) == 3
+    assert capsys.readouterr().out.splitlines() == [
+        f"reward: {bad}: dropped 3 of 5 pairs: 1 identical chosen and rejected, 1 empty chosen, 1 empty rejected"]
+    assert c.pair_drops.as_dict() == {str(bad): {"identical chosen and rejected": 1, "empty chosen": 1, "empty rejected": 1}}
+
+
+def test_a_file_too_small_to_split_is_named_with_its_drops(tmp_path):
+    from reward.stage import load_comparisons, split_comparisons
+
+    tiny = degenerate_file(tmp_path / "tiny.jsonl", n_good=1)
+    c = load_comparisons([str(tiny)], ties="exclude", use_margin=True)
+    with pytest.raises(DataError) as err:
+        split_comparisons(c, 0.1, seed=0)
+    assert str(err.value) == (
+        f"{tiny}: cannot hold out 10% of 1 prompts (1 comparisons; dropped 3: 1 identical chosen and rejected, "
+        "1 empty chosen, 1 empty rejected) and keep both splits non-empty; add comparisons or lower "
+        "reward.eval_fraction (0: hold out none)")
