@@ -13,9 +13,6 @@ from tests.ui.conftest import ADMIN, pair_rows
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 XSS_USER = '<img src=x onerror="window.__xss=7">'
 PAYLOADS = [
     "<script>window.__xss=1</script>",
@@ -28,19 +25,6 @@ PAYLOADS = [
 # HTML inside markdown: in emphasis, in a code span, in a fenced block, in a link text.
 MD_HTML = ('**bold <b onmouseover="window.__xss=9">x</b>** `<script>window.__xss=10</script>`\n\n'
            '```html\n<img src=x onerror="window.__xss=11">\n```\n\n[<svg onload="window.__xss=12">](https://example.org)')
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    import os
-
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 def sign_in(browser, server, name, password, query=""):

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from tests.ui.conftest import ADMIN
 from tests.ui.live import LiveServer
-from tests.ui.test_browser import ARGS, CHROMIUM, item_id, judgments, press_and_wait, wait_note
+from tests.ui.test_browser import item_id, judgments, press_and_wait, wait_note
 from ui.service import LabelService
 
 pytestmark = pytest.mark.browser
@@ -26,17 +26,6 @@ LONG_MARKDOWN = ("## Plan\n\n1. read the input\n2. **reverse** it\n\n```python\n
                  + "A long explanation that goes on. " * 120)
 CONTROLS = ["rlhf-choice-A", "rlhf-choice-B", "rlhf-choice-tie", "rlhf-choice-both_bad", "rlhf-rank-submit",
             "rlhf-rank-back", "rlhf-skip", "rlhf-undo"] + [f"rlhf-rank-{c}" for c in "ABCDEFGH"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
