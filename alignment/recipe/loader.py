@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,9 @@ def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
     """Write the resolved recipe (every default filled in) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8")
+    # a temporary name of its own: under `accelerate launch` every process writes the same recipe,
+    # and with one shared name the second rename found the first one's file gone
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
     os.replace(tmp, path)

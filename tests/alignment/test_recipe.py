@@ -211,3 +211,28 @@ def test_defaults_and_shipped_recipes_are_within_their_ranges():
     for path in [None, *sorted(Path("configs").glob("*.yaml"))]:
         load_recipe(path)
         load_recipe(path, SMOKE_OVERRIDES)
+
+
+def test_processes_writing_the_same_recipe_at_once_all_succeed(tmp_path):
+    """Under `accelerate launch` every process saves runs/<name>/recipe.yaml; a shared temporary
+    name made one rename fail with FileNotFoundError when another had just moved the file."""
+    import threading
+
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path}"])
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(100):
+                save_recipe(recipe, tmp_path / "recipe.yaml")
+        except BaseException as err:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(err)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [p.name for p in tmp_path.iterdir()] == ["recipe.yaml"]
+    assert load_recipe(str(tmp_path / "recipe.yaml"), []).output_dir == str(tmp_path)
