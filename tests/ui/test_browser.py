@@ -27,8 +27,9 @@ MD_HTML = ('**bold <b onmouseover="window.__xss=9">x</b>** `<script>window.__xss
            '```html\n<img src=x onerror="window.__xss=11">\n```\n\n[<svg onload="window.__xss=12">](https://example.org)')
 
 
-def sign_in(browser, server, name, password, query=""):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+def sign_in(browser, server, name, password, query="", size=(1280, 900)):
+    """A new browser context signed in as `name`, at a window of `size`; dialogs are recorded."""
+    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
     dialogs = []

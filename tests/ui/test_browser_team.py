@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from tests.ui.conftest import ADMIN
 from tests.ui.live import LiveServer
-from tests.ui.test_browser import item_id, judgments, press_and_wait, wait_note
+from tests.ui.test_browser import item_id, sign_in, judgments, press_and_wait, wait_note
 from ui.service import LabelService
 
 pytestmark = pytest.mark.browser
@@ -36,18 +36,7 @@ def shots(tmp_path) -> Path:
 
 
 def open_page(browser, server, name, password, size, query=""):
-    context = browser.new_context(viewport={"width": size[0], "height": size[1]}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    dialogs = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.dialogs = dialogs
-    page.goto(server.url + query)
-    page.fill("#username", name)
-    page.fill("#password", password)
-    page.click("#login-button")
-    page.wait_for_selector("#rlhf-who")
-    return page
+    return sign_in(browser, server, name, password, query, size)
 
 
 def geometry(page) -> dict:
