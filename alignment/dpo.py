@@ -22,7 +22,7 @@ from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.data.rows import prompt_messages, to_preference_rows, validate_rows
 from alignment.errors import DataError, UserError
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, warmup_arguments
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, training_precision, warmup_arguments
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
@@ -115,8 +115,10 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     rows, sources, drops = preference_rows(recipe, run)
     device = pick_device()
     tokenizer = load_tokenizer(policy_path, recipe.model)
-    model = load_policy(policy_path, recipe.model, device=device)
-    reference = None if cfg.lora.enabled else load_policy(policy_path, recipe.model, device=device).eval()
+    precision = training_precision(recipe.model.dtype, device)  # the reference too: equal numerics at the start
+    model = load_policy(policy_path, recipe.model, device=device, dtype=precision.weights)
+    reference = None if cfg.lora.enabled else load_policy(policy_path, recipe.model, device=device,
+                                                          dtype=precision.weights).eval()
     reward_fn = optional_reward_fn(recipe, run, device)
     eval_rows = load_held_out(recipe, cfg.eval_prompts, cfg.eval_max_prompts, STAGE)
 
@@ -158,7 +160,8 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         seed=recipe.seed,
         data_seed=recipe.seed,
-        bf16=device.type == "cuda" and str(model.dtype) == "torch.bfloat16",
+        bf16=precision.bf16_autocast,
+        use_cpu=device.type == "cpu",  # transformers refuses bf16 on a CPU without it
         dataloader_num_workers=0,
         disable_dropout=True,
     )

@@ -20,7 +20,7 @@ import torch
 
 from alignment.data.files import read_rows
 from alignment.errors import UserError
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, training_precision
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.ppo.rewards import final_scores
@@ -83,7 +83,8 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
     reward_path = cfg.reward_model or str(run.root / "reward")
     device = pick_device()
     tokenizer = load_tokenizer(policy_path, recipe.model, padding_side="left")
-    model = load_policy(policy_path, recipe.model, device=device)
+    precision = training_precision(recipe.model.dtype, device)  # the reference too: equal numerics at the start
+    model = load_policy(policy_path, recipe.model, device=device, dtype=precision.weights)
     if reward_fn is None:
         if cfg.reward == "random":
             reward_fn = lambda prompts, responses: random_reward(prompts, responses, recipe.seed)
@@ -129,7 +130,8 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
         report_to=[r for r in cfg.report_to if r != "none"] or "none",
         seed=recipe.seed,
         data_seed=recipe.seed,
-        bf16=device.type == "cuda" and str(model.dtype) == "torch.bfloat16",
+        bf16=precision.bf16_autocast,
+        use_cpu=device.type == "cpu",  # transformers refuses bf16 on a CPU without it
         gradient_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         disable_dropout=True,
@@ -138,7 +140,8 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
         kwargs["loss_type"] = cfg.loss_type
     args = TRLConfig(**kwargs)
 
-    reference = None if cfg.lora.enabled else load_policy(policy_path, recipe.model, device=device).eval()
+    reference = None if cfg.lora.enabled else load_policy(policy_path, recipe.model, device=device,
+                                                          dtype=precision.weights).eval()
 
     def held_out(policy, reference_ctx) -> dict:
         if not eval_rows:

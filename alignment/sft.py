@@ -20,7 +20,8 @@ from alignment.data.rows import sft_messages
 from alignment.errors import DataError
 from alignment.gold_eval import demonstrations_gold, evaluate_gold
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, warmup_arguments
+from alignment.models import (load_policy, load_tokenizer, lora_config, pick_device, save_model, training_precision,
+                              warmup_arguments)
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 
@@ -92,7 +93,8 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
     train_rows, eval_rows = split_rows(rows, recipe.data.eval_fraction, recipe.seed)
 
     device = pick_device()
-    model = load_policy(base_path, recipe.model, device=device, dropout=True)
+    precision = training_precision(recipe.model.dtype, device)
+    model = load_policy(base_path, recipe.model, device=device, dropout=True, dtype=precision.weights)
     args = TRLSFTConfig(
         output_dir=str(out / "checkpoints"),
         num_train_epochs=cfg.epochs,
@@ -118,7 +120,8 @@ def train_sft(recipe: Recipe, force: bool = False) -> dict:
         completion_only_loss=cfg.assistant_only_loss if not use_messages else None,
         packing=cfg.packing,
         gradient_checkpointing=cfg.gradient_checkpointing,
-        bf16=device.type == "cuda" and model.dtype.is_floating_point and str(model.dtype) == "torch.bfloat16",
+        bf16=precision.bf16_autocast,
+        use_cpu=device.type == "cpu",  # transformers refuses bf16 on a CPU without it
         dataset_num_proc=None,
         dataloader_num_workers=0,
         save_only_model=False,

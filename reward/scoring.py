@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alignment.errors import UserError
+from alignment.threads import settle_threads
 from reward.encoding import encode_conversations, pad_sequences, sequence_rewards
 
 STATS_FILE = "reward_stats.json"
@@ -99,6 +100,8 @@ class RewardScorer:
             raise UserError(f"{path}: a reward model has num_labels=1, this one has {model.config.num_labels}")
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if device.type == "cpu":
+            settle_threads(model)
         return cls(model.to(device), tokenizer, RewardStats.load(path), max_length=max_length)
 
     def _encode(self, prompts: Sequence, responses: Sequence[str]) -> list[list[int]]:

@@ -24,6 +24,7 @@ from alignment.errors import DataError, UserError
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
+from alignment.threads import settle_threads
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
 from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE
 
@@ -62,7 +63,9 @@ def reward_model_to_train(init: str, seed: int):
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
+    settle_threads(model)  # trained on the CPU unless a GPU is there, where the count does not matter
+    return model
 
 
 def load_comparisons(files: list[str], ties: str, use_margin: bool) -> Comparisons:
@@ -138,7 +141,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     from transformers import EarlyStoppingCallback
     from transformers.trainer_utils import get_last_checkpoint
 
-    from alignment.models import load_tokenizer, lora_config, pick_device, save_model
+    from alignment.models import load_tokenizer, lora_config, pick_device, save_model, training_precision
     from reward.evaluation import format_table, plot_calibration
     from reward.scoring import RewardScorer, RewardStats
     from reward.training import BradleyTerryTrainer, PairCollator, trl_args
@@ -170,7 +173,8 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     device = pick_device()
     model = reward_model_to_train(init, recipe.seed)
     model.config.pad_token_id = tokenizer.pad_token_id
-    args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok))
+    args = trl_args(cfg, str(out / "checkpoints"), recipe.seed, len(train_tok), has_eval=bool(eval_tok),
+                    bf16=training_precision(recipe.model.dtype, device).bf16_autocast)
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []
     callbacks.append(exit_after_checkpoint(STAGE))
     trainer = BradleyTerryTrainer(

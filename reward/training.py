@@ -85,8 +85,9 @@ class BradleyTerryTrainer(RewardTrainer):
         return (loss, {"rewards": rewards}) if return_outputs else loss
 
 
-def trl_args(cfg, output_dir: str, seed: int, n_train: int, has_eval: bool, **overrides) -> TRLRewardConfig:
-    """TRL RewardConfig from our recipe section (`alignment.recipe.reward.RewardConfig`)."""
+def trl_args(cfg, output_dir: str, seed: int, n_train: int, has_eval: bool, bf16: bool = False,
+             **overrides) -> TRLRewardConfig:
+    """TRL RewardConfig from our recipe section (`alignment.recipe.reward.RewardConfig`); `bf16`: autocast."""
     steps_per_epoch = max(1, -(-n_train // cfg.batch_size))  # n_train counts prompt groups
     eval_steps = max(1, min(cfg.eval_steps, steps_per_epoch))
     kwargs = dict(
@@ -118,9 +119,9 @@ def trl_args(cfg, output_dir: str, seed: int, n_train: int, has_eval: bool, **ov
         disable_tqdm=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
-        # TRL's configs default to bf16, which on a CPU means autocast: 11x slower per training step
-        # on an AVX2-only core (no AVX512-bf16/AMX), and other numbers than the SFT and DPO stages give
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        # not TRL's default (bf16 on): on a CPU that means autocast, 11x slower per training step on an
+        # AVX2-only core (no AVX512-bf16/AMX); the caller decides from model.dtype, as SFT and DPO do
+        bf16=bf16,
     )
     kwargs.update(overrides)
     return TRLRewardConfig(**kwargs)

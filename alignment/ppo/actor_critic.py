@@ -165,9 +165,9 @@ class PolicyWithValueHead(torch.nn.Module):
                   str(Path(folder) / VALUE_HEAD_FILE))
 
 
-def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device):
-    """The policy (+LoRA); with `ppo.critic=shared`, inside a `PolicyWithValueHead`."""
-    model = load_policy(path, model_cfg, device=device)
+def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device, dtype: torch.dtype):
+    """The policy (+LoRA) in `dtype`; with `ppo.critic=shared`, inside a `PolicyWithValueHead`."""
+    model = load_policy(path, model_cfg, device=device, dtype=dtype)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -179,16 +179,17 @@ def load_actor(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.
     return PolicyWithValueHead(model) if cfg.critic == "shared" else model
 
 
-def load_reference(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device):
-    """A frozen copy of the policy, or None with LoRA (the actor serves, adapter off)."""
+def load_reference(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device, dtype: torch.dtype):
+    """A frozen copy of the policy in the actor's `dtype` (equal logprobs at the start), or None with LoRA
+    (the actor serves, adapter off)."""
     if cfg.lora.enabled:
         return None
-    model = load_policy(path, model_cfg, device=device).eval()
+    model = load_policy(path, model_cfg, device=device, dtype=dtype).eval()
     model.requires_grad_(False)
     return model
 
 
-def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device,
+def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch.device, dtype: torch.dtype,
                 reward_stats: Optional[RewardStats] = None) -> ValueModel:
     """The separate critic from `path`; with the reward model's `reward_stats`, on the normalised score's scale.
 
@@ -198,7 +199,8 @@ def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch
     """
     from transformers import AutoModelForSequenceClassification
 
-    model = load_policy(path, model_cfg, device=device, model_class=AutoModelForSequenceClassification, num_labels=1)
+    model = load_policy(path, model_cfg, device=device, model_class=AutoModelForSequenceClassification, num_labels=1,
+                        dtype=dtype)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     critic = ValueModel(model)

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from alignment.data.files import read_rows
 from alignment.errors import UserError
 from alignment.interrupt import checkpoint_written
-from alignment.models import load_tokenizer, save_model
+from alignment.models import load_tokenizer, pick_device, save_model, training_precision
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
 from alignment.ppo.gae import compute_gae
@@ -142,7 +142,7 @@ def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
 
 
-def fresh_accelerator(gradient_accumulation_steps: int):
+def fresh_accelerator(gradient_accumulation_steps: int, mixed_precision: str = "no"):
     """An Accelerator configured by this recipe (and `accelerate launch`) alone, not by what ran before.
 
     accelerate keeps its settings, mixed precision among them, in process-wide singletons. A
@@ -151,14 +151,15 @@ def fresh_accelerator(gradient_accumulation_steps: int):
     CPU bf16 autocast in `rlhf run` but in float32 in `rlhf ppo` or after a resume: two
     results from one recipe. Trainers reset that state themselves (TrainingArguments does); our
     loop does it here. PartialState, the process group under `accelerate launch`, is kept, and
-    `accelerate launch --mixed_precision` still applies (it is read from the environment).
+    `mixed_precision` is the recipe's ('bf16' for `ppo.dtype=bfloat16` on a CPU: see `training_precision`).
     """
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
     AcceleratorState._reset_state(reset_partial_state=False)
     GradientState._reset_state()
-    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps, cpu=not torch.cuda.is_available())
+    return Accelerator(gradient_accumulation_steps=gradient_accumulation_steps, cpu=not torch.cuda.is_available(),
+                       mixed_precision=mixed_precision)
 
 
 def _adamw(groups: list[dict], accelerator, **kwargs) -> torch.optim.AdamW:
@@ -207,7 +208,9 @@ def train_ppo(
     if force and run.is_done(STAGE):
         run.clear(STAGE)
         out = run.stage_dir(STAGE)
-    accelerator = accelerator or fresh_accelerator(cfg.gradient_accumulation_steps)
+    precision = training_precision(cfg.dtype or recipe.model.dtype, pick_device())
+    accelerator = accelerator or fresh_accelerator(cfg.gradient_accumulation_steps,
+                                                   "bf16" if precision.bf16_autocast else "no")
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     local_batch, local_mini, micro = _check_sizes(recipe, world)
     set_seed(recipe.seed, device_specific=True)  # each process samples differently
@@ -227,13 +230,13 @@ def train_ppo(
         check_critic_tokenizer(reward_path, tokenizer)
     if not separate:
         accelerator.print("ppo: critic=shared: a value head (zeros) on the actor's trunk; ppo.critic_init is ignored")
-    actor = load_actor(policy_path, recipe.model, cfg, device)
-    reference = load_reference(policy_path, recipe.model, cfg, device)
+    actor = load_actor(policy_path, recipe.model, cfg, device, precision.weights)
+    reference = load_reference(policy_path, recipe.model, cfg, device, precision.weights)
     critic = None
     if separate and cfg.critic_init == "reward":  # on the normalised scale, as the scores that make the returns
-        critic = load_critic(reward_path, recipe.model, cfg, device, RewardStats.load(reward_path))
+        critic = load_critic(reward_path, recipe.model, cfg, device, precision.weights, RewardStats.load(reward_path))
     elif separate:
-        critic = load_critic(policy_path, recipe.model, cfg, device)
+        critic = load_critic(policy_path, recipe.model, cfg, device, precision.weights)
     reward_fn = reward_fn or make_reward_fn(recipe, reward_path, device)
     eos, pad = eos_ids(tokenizer, actor), tokenizer.pad_token_id
     prompts, encoded = _load_prompts(recipe, tokenizer)
@@ -277,10 +280,11 @@ def train_ppo(
         """Gold and KL on held-out prompts (main process); all processes wait for it."""
         result: dict = {}
         if eval_rows and accelerator.is_main_process:
-            metrics, details = evaluate_policy(
-                unwrapped, reference_ctx, tokenizer, eval_rows, cfg.max_new_tokens, cfg.temperature,
-                reward_fn=reward_fn, seed=recipe.seed,
-            )
+            with accelerator.autocast():
+                metrics, details = evaluate_policy(
+                    unwrapped, reference_ctx, tokenizer, eval_rows, cfg.max_new_tokens, cfg.temperature,
+                    reward_fn=reward_fn, seed=recipe.seed,
+                )
             result = as_logged(metrics, details)
             logger.log(tag, {k: v for k, v in result.items() if not k.startswith("_")})
         accelerator.wait_for_everyone()
@@ -303,7 +307,8 @@ def train_ppo(
         batch_prompts = [prompts[i] for i in index]
         query_ids, query_mask = left_pad([encoded[i] for i in index], pad, device)
         actor.eval()  # dropout is off anyway; eval() also turns off gradient checkpointing's checks
-        with torch.no_grad():
+        # under the update's autocast (if any), so that sampling, recomputation and update share numerics
+        with torch.no_grad(), accelerator.autocast():
             with unwrap_model_for_generation(actor, accelerator) as gen_model:
                 raw, sampler_logprobs = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens,
                                                          cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)

@@ -115,7 +115,7 @@ def test_lora_dropout_is_off_in_the_actor(tiny, tmp_path, critic):
 
     path = make_policy(tmp_path / "policy")
     recipe = load_recipe(None, ["ppo.lora.enabled=true", "ppo.lora.dropout=0.1", "ppo.lora.r=4", f"ppo.critic={critic}"])
-    actor = load_actor(str(path), recipe.model, recipe.ppo, torch.device("cpu"))
+    actor = load_actor(str(path), recipe.model, recipe.ppo, torch.device("cpu"), torch.float32)
     dropouts = [m for m in actor.modules() if isinstance(m, torch.nn.Dropout)]
     assert any("lora_dropout" in name for name, _ in actor.named_modules())  # the adapter's own are there...
     assert dropouts and all(m.p == 0.0 for m in dropouts)  # ...and off, like the base model's
@@ -155,7 +155,7 @@ def test_a_critic_from_the_reward_model_starts_on_the_normalised_scale(tmp_path)
     RewardStats(mean=0.7, std=3.0, n=10).save(tmp_path / "reward")
 
     recipe = load_recipe(None, [])
-    critic = load_critic(str(tmp_path / "reward"), recipe.model, recipe.ppo, torch.device("cpu"),
+    critic = load_critic(str(tmp_path / "reward"), recipe.model, recipe.ppo, torch.device("cpu"), torch.float32,
                          RewardStats.load(tmp_path / "reward")).eval()
     scorer = RewardScorer.from_pretrained(tmp_path / "reward")
     prompts, responses = ["say cat", "say one two three"], ["cat cat", "one two three"]
