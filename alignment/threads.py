@@ -7,7 +7,6 @@ Measured on 2-core machines (docs/policy_optimization.md, "Threads"):
   another process is slow by a whole scheduler slice.
 - A tiny model (the quickstart's 1M-parameter Llama) gains nothing from a second thread even
   on an idle machine: its matmuls are too small to split.
-- SmolLM2-135M on an idle machine: see `THREADS_PAY_FROM`'s note.
 
 So the policy leaves one core to everything else and never runs more threads than cores:
 one thread for a model below `THREADS_PAY_FROM` parameters, else one per core the process

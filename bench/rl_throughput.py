@@ -62,7 +62,11 @@ class Work:
     """What every contender does. Everything here is passed to all of them alike."""
 
     model_size: str = "tiny"
-    """'tiny': the offline quickstart Llama; 'tiny-qwen2' / '0.5b': a random Qwen2-shaped model."""
+    """'tiny': the offline quickstart Llama; 'smollm2': the real SmolLM2-135M-Instruct (offline:, from its
+    package); 'tiny-qwen2' / '0.5b': a random Qwen2-shaped model."""
+    dtype: str = "float32"
+    """model.dtype for every contender: 'bfloat16' on a CPU is fp32 weights under bf16 autocast for all
+    (ours: accelerate's mixed precision; TRL: bf16=True), bf16 weights on a GPU."""
     episodes: int = 32
     """Responses sampled per step (our rollout_batch_size; TRL's generation batch = prompts x num_generations)."""
     minibatch: int = 8
@@ -218,10 +222,10 @@ def sync() -> None:
 # ----------------------------------------------------------------------------- the world
 def prepare(work: Work, work_dir: Path) -> Work:
     """The offline world (prompts, tokenizer, tiny model) and, for Qwen2 shapes, the random model."""
+    from alignment.errors import UserError
+    from alignment.offline_models import materialize
     from alignment.recipe import load_recipe
     from alignment.suite.world import build_world
-
-    from alignment.errors import UserError
 
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"), [f"output_dir={work_dir / 'world'}"])
     try:
@@ -231,7 +235,9 @@ def prepare(work: Work, work_dir: Path) -> Work:
         shutil.rmtree(work_dir / "world")
         world = build_world(recipe)
     model_dir = world.model_dir
-    if work.model_size != "tiny":
+    if work.model_size == "smollm2":
+        model_dir = materialize("offline:smollm2-135m-instruct")
+    elif work.model_size != "tiny":
         model_dir = make_qwen2(work.model_size, world.model_dir, work_dir / f"qwen2-{work.model_size}", work.device)
     return dataclasses.replace(work, model_dir=str(model_dir), prompts=str(world.suite_dir / "prompts.jsonl"))
 
@@ -306,7 +312,8 @@ def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate")
         "critic": critic,
     }
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"),
-                         [f"output_dir={out}", f"seed={work.seed}"] + [f"ppo.{k}={v}" for k, v in ppo.items()])
+                         [f"output_dir={out}", f"seed={work.seed}", f"model.dtype={work.dtype}"]
+                         + [f"ppo.{k}={v}" for k, v in ppo.items()])
     boundaries: list[tuple[float, float, dict]] = []
     log = metrics_log.MetricsLogger.log
 
@@ -338,7 +345,9 @@ def run_trl(method: str, work: Work, out: Path, counters: Counters) -> dict:
 
     from alignment.data.files import read_rows
     from alignment.data.rows import prompt_messages
-    from alignment.models import load_policy, load_tokenizer
+    import torch
+
+    from alignment.models import load_policy, load_tokenizer, training_precision
     from alignment.online_rl import trl_reward_function
     from alignment.ppo.rollout import eos_ids
     from alignment.recipe import load_recipe
@@ -350,10 +359,11 @@ def run_trl(method: str, work: Work, out: Path, counters: Counters) -> dict:
         from trl import RLOOConfig as Config
         from trl import RLOOTrainer as Trainer
 
-    recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"), [f"output_dir={out}"])
+    recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"), [f"output_dir={out}", f"model.dtype={work.dtype}"])
     ppo = recipe.ppo  # the same score shaping as ours: clip and missing-EOS penalty
+    precision = training_precision(work.dtype, torch.device(work.device))  # as our PPO holds its weights
     tokenizer = load_tokenizer(work.model_dir, recipe.model, padding_side="left")
-    model = load_policy(work.model_dir, recipe.model, device=work.device)
+    model = load_policy(work.model_dir, recipe.model, device=work.device, dtype=precision.weights)
     reward = trl_reward_function(reward_fn(work.seed), eos_ids(tokenizer, model), ppo.reward_clip,
                                  ppo.missing_eos_penalty)
     prompts = [row["prompt"] for row in read_rows(work.prompts)]
@@ -368,7 +378,7 @@ def run_trl(method: str, work: Work, out: Path, counters: Counters) -> dict:
         learning_rate=work.learning_rate, lr_scheduler_type="constant", warmup_steps=0,
         max_steps=rounds * per_round, logging_steps=per_round, save_strategy="no", report_to="none",
         seed=work.seed, data_seed=work.seed, dataloader_num_workers=0, disable_dropout=True,
-        bf16=work.device == "cuda", gradient_checkpointing=False, use_cpu=work.device == "cpu",
+        bf16=precision.bf16_autocast, gradient_checkpointing=False, use_cpu=work.device == "cpu",
     )
     trainer = Trainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
 
@@ -543,8 +553,11 @@ def print_table(figures: dict[str, dict], rel: dict[str, dict[str, dict]]) -> No
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small batches and few steps (CPU, minutes)")
-    parser.add_argument("--model-size", choices=["tiny", "tiny-qwen2", "0.5b"], default="tiny",
-                        help="tiny: the offline quickstart model; 0.5b: Qwen2-0.5B-shaped, bf16, needs a GPU")
+    parser.add_argument("--model-size", choices=["tiny", "smollm2", "tiny-qwen2", "0.5b"], default="tiny",
+                        help="tiny: the offline quickstart model; smollm2: the real SmolLM2-135M-Instruct "
+                        "(needs `pip install -e .[smollm2]`); 0.5b: Qwen2-0.5B-shaped, bf16, needs a GPU")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
+                        help="model.dtype of every contender (default: bfloat16 on a GPU, float32 on a CPU)")
     parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}")
     for field in ("episodes", "minibatch", "epochs", "max_new_tokens", "num_generations", "steps", "warmup",
                   "threads"):
@@ -587,7 +600,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.quick and device == "cuda":
         settings.update(steps=2)
     settings.update({k: v for k, v in vars(args).items() if k in Work.__dataclass_fields__ and v is not None})
-    settings.update(model_size=args.model_size, device=device)
+    settings.update(model_size=args.model_size, device=device,
+                    dtype=args.dtype or ("bfloat16" if device == "cuda" else "float32"))
     work = Work(**settings)
     if work.warmup < 1 or work.steps < 1:
         print("--warmup and --steps must be at least 1 (a step is timed from the end of the one before)",
