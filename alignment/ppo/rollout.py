@@ -220,6 +220,34 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 
 
 @torch.no_grad()
+def forward_in_update_shapes(fn, order: torch.Tensor, bounds: torch.Tensor, micro: int, query_ids: torch.Tensor,
+                             query_mask: torch.Tensor, response_ids: torch.Tensor, response_mask: torch.Tensor):
+    """fn over the micro-batches of `order`, each trimmed of its all-padding columns exactly as the update
+    trims it (`Episodes.select(...).trimmed(...)`), outputs scattered back to their rows [N, R].
+
+    In bf16 a matmul's rounding depends on the shape of the batch it runs in: old logprobs
+    computed over other batches than the update's differed from the update's own by about
+    1e-3 per token (first ratios 0.995-1.006 on SmolLM2). Computed in the shapes of the first
+    epoch's micro-batches, the first ratio is exactly 1 in any precision, and it stays a sharp
+    check on masks, shifts and temperature. `fn` returns a tensor or a tuple of [n, width] tensors;
+    columns past a micro-batch's own width are 0 (they are masked).
+    """
+    n, width_all = response_ids.shape
+    outs: Optional[list[torch.Tensor]] = None
+    for start in range(0, n, micro):
+        rows = order[start : start + micro]
+        first, width = padding_extent(bounds[rows.cpu()])
+        parts = fn(query_ids[rows, first:], query_mask[rows, first:], response_ids[rows, :width],
+                   response_mask[rows, :width])
+        parts = parts if isinstance(parts, tuple) else (parts,)
+        if outs is None:
+            outs = [p.new_zeros((n, width_all)) for p in parts]
+        for out, part in zip(outs, parts):
+            out[rows, :width] = part
+    return tuple(outs) if len(outs) > 1 else outs[0]
+
+
+@torch.no_grad()
 def forward_in_chunks(fn, n: int, chunk: int, *tensors: torch.Tensor):
     """fn over row chunks of `tensors`, concatenated: bounds memory for big rollouts.
 

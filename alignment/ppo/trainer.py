@@ -49,6 +49,7 @@ from alignment.ppo.rollout import (
     encode_prompts,
     eos_ids,
     forward_in_chunks,
+    forward_in_update_shapes,
     left_pad,
     padding_bounds,
     padding_extent,
@@ -314,13 +315,16 @@ def train_ppo(
                                                          cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
-            chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
+            bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
+            # the old logprobs and values in the first epoch's micro-batches, in the shapes the update gives them
+            first_order = torch.randperm(local_batch, device=device)
+            in_update_shapes = lambda fn: forward_in_update_shapes(fn, first_order, bounds, micro, *tensors)
             if separate:
-                logprobs = forward_in_chunks(lambda *t: policy_forward(actor, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
-                values = forward_in_chunks(lambda *t: value_forward(critic, *t), local_batch, chunk, *tensors)
+                logprobs = in_update_shapes(lambda *t: policy_forward(actor, *t, cfg.temperature)[0])
+                values = in_update_shapes(lambda *t: value_forward(critic, *t))
             else:  # one forward of the actor gives both
-                logprobs, values = forward_in_chunks(lambda *t: policy_value_forward(actor, *t, cfg.temperature)[:2],
-                                                     local_batch, chunk, *tensors)
+                logprobs, values = in_update_shapes(lambda *t: policy_value_forward(actor, *t, cfg.temperature)[:2])
+            chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
             with reference_ctx() as ref_model:
                 ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
         texts = decode_responses(tokenizer, response_ids, response_mask)
@@ -329,7 +333,6 @@ def train_ppo(
         raw_scores = reward_fn(batch_prompts, texts).to(device).float()
         scores = final_scores(raw_scores, has_eos, cfg.reward_clip, cfg.missing_eos_penalty)
         mask = response_mask.float()
-        bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
         episodes = Episodes(query_ids, query_mask, response_ids, response_mask, has_eos, logprobs, ref_logprobs,
                             values * mask, scores)
         t_rollout = time.perf_counter() - t_start
@@ -360,7 +363,7 @@ def train_ppo(
         stats: dict[str, list[float]] = {}
         first_minibatch: dict[str, float] = {}
         for epoch in range(cfg.ppo_epochs):
-            order = torch.randperm(local_batch, device=device)
+            order = first_order if epoch == 0 else torch.randperm(local_batch, device=device)
             order_cpu = order.cpu()
             for mb_start in range(0, local_batch, local_mini):
                 for mc_start in range(mb_start, mb_start + local_mini, micro):

@@ -6,7 +6,17 @@ import torch
 from alignment.ppo.actor_critic import PolicyWithValueHead, ValueModel
 from alignment.ppo.masks import truncate_after_eos
 from alignment.ppo.rollout import (
-    decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, policy_value_forward, sample_responses,
+    Episodes,
+    decode_responses,
+    encode_prompts,
+    eos_ids,
+    forward_in_update_shapes,
+    left_pad,
+    padding_bounds,
+    padding_extent,
+    policy_forward,
+    policy_value_forward,
+    sample_responses,
     value_forward,
 )
 from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
@@ -165,3 +175,33 @@ def test_a_critic_from_the_reward_model_starts_on_the_normalised_scale(tmp_path)
     with torch.no_grad():
         at_last_token = critic(ids, mask)[:, -1]
     torch.testing.assert_close(at_last_token, normalised, atol=1e-5, rtol=1e-5)
+
+
+def test_old_logprobs_are_computed_in_the_shapes_the_update_trims_its_micro_batches_to():
+    """forward_in_update_shapes sees each first-epoch micro-batch exactly as the update does, and puts
+    every row's outputs back in its own row."""
+    query_mask = torch.tensor([[0, 0, 1], [1, 1, 1], [0, 1, 1], [0, 0, 1]])
+    response_mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 0]])
+    query_ids, response_ids = query_mask * 7, response_mask * 9
+    order, micro = torch.tensor([3, 0, 2, 1]), 2
+    bounds = padding_bounds(query_mask, response_mask)
+    seen = []
+
+    def fn(q, qm, r, rm):
+        seen.append((tuple(q.shape), tuple(r.shape)))
+        return r.float() + 10 * torch.arange(r.shape[0]).unsqueeze(1)  # which row of the micro-batch
+
+    out = forward_in_update_shapes(fn, order, bounds, micro, query_ids, query_mask, response_ids, response_mask)
+    zeros = torch.zeros(4, 4)
+    episodes = Episodes(query_ids, query_mask, response_ids, response_mask, torch.ones(4), zeros, zeros, zeros,
+                        torch.zeros(4))
+    expected = []
+    for start in range(0, 4, micro):
+        rows = order[start : start + micro]
+        mb = episodes.select(rows).trimmed(padding_extent(bounds[rows]))
+        expected.append((tuple(mb.query_ids.shape), tuple(mb.response_ids.shape)))
+    assert seen == expected == [((2, 1), (2, 1)), ((2, 3), (2, 3))]
+    assert out.shape == (4, 4)
+    # row 3 was first in the first micro-batch, row 1 second in the second; nothing past a row's batch width
+    assert out[3].tolist() == [9, 0, 0, 0] and out[0].tolist() == [19, 0, 0, 0]
+    assert out[2].tolist() == [9, 9, 0, 0] and out[1].tolist() == [19, 19, 19, 0]
