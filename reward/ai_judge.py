@@ -29,6 +29,7 @@ the order, so the swap changes nothing): the same machinery, the toolkit's learn
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -40,6 +41,7 @@ from alignment.errors import UserError
 from reward.principles import Principle
 
 LETTERS = ("A", "B")
+PLACEHOLDER = re.compile(r"\{(principles|prompt|a|b)\}")
 
 
 class PairJudge(Protocol):
@@ -137,7 +139,9 @@ class LogprobJudge:
             if key not in template:
                 raise UserError(f"labels.ai.template must contain {key}")
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.template, self.principles, self.max_length, self.name = template, list(principles), max_length, name
+        limit = getattr(getattr(model, "config", None), "max_position_embeddings", None) or max_length
+        # a prompt longer than this loses its start (the instructions), never the responses and the question
+        self.template, self.principles, self.max_length, self.name = template, list(principles), min(max_length, limit), name
         self.ids = verdict_token_ids(tokenizer)
 
     @classmethod
@@ -150,9 +154,10 @@ class LogprobJudge:
         return cls(load_policy(path, cfg), load_tokenizer(path, cfg), template, principles, max_length, name=path)
 
     def render(self, prompt, a: str, b: str) -> str:
-        """The judge's user turn. Placeholders are replaced one by one, so braces in a response are kept."""
-        text = self.template.replace("{principles}", principles_text(self.principles))
-        return text.replace("{prompt}", render_prompt(prompt)).replace("{a}", a).replace("{b}", b)
+        """The judge's user turn. The placeholders are filled in one pass, so a response that
+        contains "{b}" (or any braces) is shown as written."""
+        values = {"principles": principles_text(self.principles), "prompt": render_prompt(prompt), "a": a, "b": b}
+        return PLACEHOLDER.sub(lambda m: values[m.group(1)], self.template)
 
     @torch.no_grad()
     def prob_first_better(self, prompts, firsts, seconds) -> np.ndarray:
