@@ -6,7 +6,7 @@ Self-Instruct data help SFT? Four measurements (docs/labeling.md, docs/data.md).
 
 World: configs/smollm2-135m-instruct.yaml (SmolLM2-135M-Instruct, the suite's gold checkers).
 Candidates are 4 samples (T=1, 24 tokens, bf16) of the untuned model per prompt: the first 64
-prompts of `suite:prompts` are labelled (the recipe's labels.prompts), the next 100 give the
+prompts of `suite:prompts` are labelled (the recipe's labels.prompts), the next 400 give the
 test pairs: every gold-separated pair, at most 3 per prompt, in a random order per pair.
 
 1. `judge`: agreement with gold of the AI annotator (the untuned model as judge, logprobs of
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 RECIPE = str(ROOT / "configs" / "smollm2-135m-instruct.yaml")
 RESULTS = ROOT / "bench" / "results" / "ai_feedback.jsonl"
-LABEL_PROMPTS, TEST_PROMPTS, SAMPLES, PER_PROMPT = 64, 100, 4, 3
+LABEL_PROMPTS, TEST_PROMPTS, SAMPLES, PER_PROMPT = 64, 400, 4, 3
 
 
 def load(work: Path, arm: str, *overrides: str):
@@ -119,8 +119,10 @@ def score_verdicts(test: list[dict], verdicts, use_first_order_only: bool = Fals
     """Agreement with gold (tie = 1/2), decisive accuracy and tie rate."""
     from reward.ai_judge import combine
 
-    points, decisive = [], []
+    points, decisive, debiased = [], [], []
     for pair, v in zip(test, verdicts):
+        if v.p_first != 0.5:  # the order-averaged probability's side, even where the orders disagree
+            debiased.append(float((v.p_first > 0.5) == pair["first_better"]))
         if use_first_order_only:
             v = combine(v.p_orders[:1])
         if v.choice == "tie":
@@ -130,7 +132,7 @@ def score_verdicts(test: list[dict], verdicts, use_first_order_only: bool = Fals
             points.append(float(ok))
             decisive.append(float(ok))
     return {"agreement": ci(points), "decisive_accuracy": ci(decisive), "tie_rate": round(1 - len(decisive) / len(points), 4),
-            "pairs": len(points), "points": points}
+            "pairs": len(points), "averaged_p_side_accuracy": ci(debiased), "points": points}
 
 
 # ------------------------------------------------------------------ parts
@@ -164,6 +166,7 @@ def part_judge(work: Path, n_pairs: int) -> None:
 
 def part_rm(work: Path, n_pairs: int) -> None:
     from alignment.data.files import read_rows, write_rows
+    from alignment.errors import UserError
     from alignment.ppo.held_out import paired_bootstrap_ci
     from alignment.run_dir import RunDir
     from reward.ai_judge import RewardModelJudge, judge_pairs
@@ -173,14 +176,25 @@ def part_rm(work: Path, n_pairs: int) -> None:
     label_rows, test = candidates(work)
     test = test[:n_pairs]
     before = os.getloadavg()[0]
-    exports = {}
-    for arm, source in (("rm_ai", "ai"), ("rm_simulated", "simulated")):
-        recipe = load(work, arm, f"labels.source={source}")
+    exports, label_stats = {}, {}
+    arms = [("rm_ai", ["labels.source=ai"]), ("rm_simulated", ["labels.source=simulated"])]
+    while arms:
+        arm, overrides = arms.pop(0)
+        recipe = load(work, arm, *overrides)
         run = RunDir(recipe)
         write_rows(label_rows, run.stage_dir("samples") / "candidates.jsonl")
         run.mark_done("samples", {"rows": len(label_rows)})
         t = time.time()
-        exports[arm] = read_rows(run_labels_stage(recipe))
+        try:
+            exports[arm] = read_rows(run_labels_stage(recipe))
+        except UserError as err:  # e.g. every swapped AI verdict was order-inconsistent: only ties
+            label_stats[arm] = {"error": str(err), "wall_s": round(time.time() - t, 1)}
+            print(f"{arm}: {err}")
+            if arm == "rm_ai":  # the AI annotator without the swap: one order, as the store shows it
+                arms.insert(0, ("rm_ai_noswap", ["labels.source=ai", "labels.ai.swap=false"]))
+            continue
+        label_stats[arm] = {"rows": len(exports[arm]), "wall_s": round(time.time() - t, 1),
+                            "judgments": json.loads((run.stage_dir("labels") / "metrics.json").read_text()).get("judgments")}
         print(f"{arm}: {len(exports[arm])} comparisons in {time.time() - t:.0f}s")
     n = min(len(rows) for rows in exports.values())
     results, points = {}, {}
@@ -205,8 +219,9 @@ def part_rm(work: Path, n_pairs: int) -> None:
         ok = [float(gold_score(r["metadata"], r["chosen"]).score > gold_score(r["metadata"], r["rejected"]).score)
               for r in rows if gold_score(r["metadata"], r["chosen"]).score != gold_score(r["metadata"], r["rejected"]).score]
         gold_agree[arm] = {"labels_agreeing_with_gold": ci(ok), "gold_separated_labels": len(ok), "labels": len(rows)}
-    diff = [round(v, 4) for v in paired_bootstrap_ci(points["rm_ai"], points["rm_simulated"])]
-    record("rm", before, arms=results, labels_vs_gold=gold_agree, ai_minus_simulated=diff, test_pairs=len(test))
+    ai_arm = next(a for a in points if a.startswith("rm_ai"))
+    diff = [round(v, 4) for v in paired_bootstrap_ci(points[ai_arm], points["rm_simulated"])]
+    record("rm", before, arms=results, labelling=label_stats, labels_vs_gold=gold_agree, ai_minus_simulated=diff, test_pairs=len(test))
 
 
 def part_sft(work: Path) -> None:

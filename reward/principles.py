@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import yaml
 
+from alignment.data.files import read_yaml
 from alignment.errors import UserError
 
 FIELDS = ("name", "description", "critique", "revision")
@@ -39,13 +39,7 @@ class Principle:
 def load_principles(path: str | Path) -> list[Principle]:
     """Every principle of the file; a missing file, a missing field or an unknown one is an error
     that names the file and the entry."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"principles file not found: {path}")
-    try:
-        entries = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    entries = read_yaml(path, "principles file")
     if not isinstance(entries, list) or not entries:
         raise UserError(f"{path}: expected a non-empty YAML list of principles")
     out, names = [], set()
