@@ -87,6 +87,12 @@ def test_the_ai_annotator_labels_through_the_store_and_can_be_left_out_of_the_ex
     assert ai["gold_accuracy"] == 1.0 and ai["gold_judgments"] == 1
     assert ai["pairs_human"] == 6 and ai["agreement_human"] == pytest.approx(3 / 6)  # 2 items + gold
     assert ai["pairs_simulated"] == 6 and ai["agreement_simulated"] == 1.0 and ai["mean_confidence"] == pytest.approx(0.6)
+    from ui import admin_views  # the admin's dashboard shows it
+
+    quality = svc.agreement(cid)
+    assert "AI judge" in admin_views.summary_cards(svc.progress(cid), quality)
+    assert "agrees with humans 50% (6 pairs), simulated 100% (6), gold 100% (1)" in admin_views.ai_cards(quality)
+    assert admin_views.ai_rows(quality)[0][:6] == ["judge", 6, 0.5, 6, 1.0, 6]
 
     svc.export(cid, tmp_path / "all.jsonl")
     rows = read_rows(tmp_path / "all.jsonl")
