@@ -177,9 +177,9 @@ def part_rm(work: Path, n_pairs: int) -> None:
     test = test[:n_pairs]
     before = os.getloadavg()[0]
     exports, label_stats = {}, {}
-    arms = [("rm_ai", ["labels.source=ai"]), ("rm_simulated", ["labels.source=simulated"])]
-    while arms:
-        arm, overrides = arms.pop(0)
+    arms = [("rm_ai", ["labels.source=ai"]), ("rm_ai_noswap", ["labels.source=ai", "labels.ai.swap=false"]),
+            ("rm_simulated", ["labels.source=simulated"])]
+    for arm, overrides in arms:
         recipe = load(work, arm, *overrides)
         run = RunDir(recipe)
         write_rows(label_rows, run.stage_dir("samples") / "candidates.jsonl")
@@ -190,15 +190,16 @@ def part_rm(work: Path, n_pairs: int) -> None:
         except UserError as err:  # e.g. every swapped AI verdict was order-inconsistent: only ties
             label_stats[arm] = {"error": str(err), "wall_s": round(time.time() - t, 1)}
             print(f"{arm}: {err}")
-            if arm == "rm_ai":  # the AI annotator without the swap: one order, as the store shows it
-                arms.insert(0, ("rm_ai_noswap", ["labels.source=ai", "labels.ai.swap=false"]))
             continue
         label_stats[arm] = {"rows": len(exports[arm]), "wall_s": round(time.time() - t, 1),
                             "judgments": json.loads((run.stage_dir("labels") / "metrics.json").read_text()).get("judgments")}
         print(f"{arm}: {len(exports[arm])} comparisons in {time.time() - t:.0f}s")
-    n = min(len(rows) for rows in exports.values())
+    # the swapped AI annotator may leave almost nothing but ties: an arm with under 20 labels is reported, not trained
+    n = min(len(rows) for rows in exports.values() if len(rows) >= 20)
     results, points = {}, {}
     for arm, rows in exports.items():
+        if len(rows) < n:
+            continue
         subset = sorted(random.Random(0).sample(range(len(rows)), n))
         path = work / arm / "labels" / f"equal_{n}.jsonl"
         write_rows([rows[i] for i in subset], path)
@@ -219,8 +220,8 @@ def part_rm(work: Path, n_pairs: int) -> None:
         ok = [float(gold_score(r["metadata"], r["chosen"]).score > gold_score(r["metadata"], r["rejected"]).score)
               for r in rows if gold_score(r["metadata"], r["chosen"]).score != gold_score(r["metadata"], r["rejected"]).score]
         gold_agree[arm] = {"labels_agreeing_with_gold": ci(ok), "gold_separated_labels": len(ok), "labels": len(rows)}
-    ai_arm = next(a for a in points if a.startswith("rm_ai"))
-    diff = [round(v, 4) for v in paired_bootstrap_ci(points[ai_arm], points["rm_simulated"])]
+    diff = {f"{arm}_minus_rm_simulated": [round(v, 4) for v in paired_bootstrap_ci(points[arm], points["rm_simulated"])]
+            for arm in points if arm != "rm_simulated"}
     record("rm", before, arms=results, labelling=label_stats, labels_vs_gold=gold_agree, ai_minus_simulated=diff, test_pairs=len(test))
 
 
