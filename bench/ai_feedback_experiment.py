@@ -239,24 +239,26 @@ def part_sft(work: Path) -> None:
     before = os.getloadavg()[0]
     si = load(work, "sft_self_instruct")
     t = time.time()
-    gen = subprocess.run([sys.executable, "-m", "alignment.cli", "data", "generate", RECIPE, f"output_dir={si.output_dir}"],
-                         cwd=ROOT, capture_output=True, text=True)
-    print(gen.stdout, gen.stderr[-2000:])
-    if gen.returncode:
-        raise SystemExit(f"rlhf data generate failed ({gen.returncode})")
-    generate_wall = time.time() - t
-    report = json.loads((Path(si.output_dir) / "self_instruct" / "report.json").read_text())
-    record("filters", before, proposals=report["proposals"], kept=report["kept"], removed=report["removed"],
-           rounds={r: {"proposals": v["proposals"], "kept": v["kept"]} for r, v in report["rounds"].items()},
-           generate_wall_s=round(generate_wall, 1))
+    report_path = Path(si.output_dir) / "self_instruct" / "report.json"
+    if not (report_path.parent / "COMPLETE.json").is_file():  # generated once; a rerun of this part reuses it
+        gen = subprocess.run([sys.executable, "-m", "alignment.cli", "data", "generate", RECIPE,
+                              f"output_dir={si.output_dir}"], cwd=ROOT, capture_output=True, text=True)
+        print(gen.stdout, gen.stderr[-2000:])
+        if gen.returncode:
+            raise SystemExit(f"rlhf data generate failed ({gen.returncode})")
+        report = json.loads(report_path.read_text())
+        record("filters", before, proposals=report["proposals"], kept=report["kept"], removed=report["removed"],
+               rounds={r: {"proposals": v["proposals"], "kept": v["kept"]} for r, v in report["rounds"].items()},
+               generate_wall_s=round(time.time() - t, 1))
     arms = {"suite_only": load(work, "sft_suite_only"),
             "suite_plus_self_instruct": load(work, "sft_self_instruct", "data.sources=[{path: suite:sft}, "
                                              "{path: self_instruct:train, name: self_instruct}]")}
     scores, info = {}, {}
     for name, recipe in arms.items():
         t = time.time()
-        run_data_stage(recipe, force=True, progress=False)
-        metrics = train_sft(recipe, force=True)
+        run_data_stage(recipe, progress=False)  # a finished stage (an earlier run of this part) is reused
+        train_sft(recipe)
+        data = json.loads((Path(recipe.output_dir) / "data" / "COMPLETE.json").read_text())
         sft = Path(recipe.output_dir) / "sft"
         model, tok = load_policy(str(sft), recipe.model), load_tokenizer(str(sft), recipe.model)
         rows = {s: [r for r in read_rows(resolve_data_path(recipe, f"suite:{s}")) if has_gold(r)]
@@ -270,7 +272,7 @@ def part_sft(work: Path) -> None:
         for split, rs in rows.items():
             scores[name][split] = golds[k : k + len(rs)]
             k += len(rs)
-        info[name] = {"train_rows": metrics.get("data", {}).get("train_rows", metrics.get("train_rows")),
+        info[name] = {"mixture_rows": data.get("rows"),
                       "wall_s": round(time.time() - t, 1),
                       "gold": {s: ci(v) for s, v in scores[name].items()}}
     diffs = {s: [round(v, 4) for v in paired_bootstrap_ci(scores["suite_plus_self_instruct"][s], scores["suite_only"][s])]
