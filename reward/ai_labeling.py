@@ -20,14 +20,13 @@ from collections import Counter
 from tqdm.auto import tqdm
 
 from alignment.errors import UserError
+from alignment.run_dir import resolve_named_model
 from reward.ai_judge import PairJudge, judge_pairs, load_judge
 from reward.principles import load_principles
 
 
 def ai_judge(recipe) -> PairJudge:
     """The judge `labels.ai` describes (model None: the recipe's base model)."""
-    from alignment.run_dir import resolve_named_model
-
     cfg = recipe.labels.ai
     principles = load_principles(cfg.principles) if cfg.principles else []
     return load_judge(resolve_named_model(recipe, cfg.model), cfg.dtype, cfg.template, principles, cfg.max_length)

@@ -23,8 +23,12 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from alignment.data.files import read_rows
 from alignment.errors import UserError
+from alignment.recipe.model import ModelConfig
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_named_model, write_json_atomic
 from reward.comparisons import prompt_key
+from reward.labeling import select_label_prompts
 from reward.principles import Principle, load_principles, sample_principles
 from reward.simulated import judgment_rng
 
@@ -136,11 +140,7 @@ def run_critique(recipe, progress: bool = True) -> dict:
     Writes `<output_dir>/labels/critique.jsonl` (the export: preference rows whose labeler is
     the AI annotator, rationale the critiques) and `critique_metrics.json`.
     """
-    from alignment.data.files import read_rows
-    from alignment.models import load_policy, load_tokenizer
-    from alignment.recipe.model import ModelConfig
-    from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_named_model, write_json_atomic
-    from reward.labeling import select_label_prompts
+    from alignment.models import load_policy, load_tokenizer  # torch only when a model is loaded
     from ui.service import LabelService
 
     cfg, labels = recipe.labels.critique, recipe.labels

@@ -45,9 +45,12 @@ from alignment.data.files import iter_rows, write_rows
 from alignment.data.filters import Decontaminate, Item
 from alignment.data.rouge import RougeIndex
 from alignment.data.sources import row_id
+from alignment.data.stage import contamination_index
 from alignment.data.texts import words
 from alignment.errors import DataError, UserError
+from alignment.recipe.model import ModelConfig
 from alignment.recipe.self_instruct import SelfInstructConfig
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_named_model, write_json_atomic
 
 STAGE = "self_instruct"
 FILTERS = ("format", "length", "near_duplicate", "decontaminate", "empty_response")
@@ -207,10 +210,7 @@ def model_generate(model, tokenizer, batch_size: int) -> Generate:
 
 def run_self_instruct(recipe, generate: Optional[Generate] = None, force: bool = False, progress: bool = True) -> Path:
     """`rlhf data generate`: grow, filter and write the Self-Instruct source; returns train.jsonl."""
-    from alignment.data.stage import contamination_index
-    from alignment.models import load_policy, load_tokenizer
-    from alignment.recipe.model import ModelConfig
-    from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_named_model, write_json_atomic
+    from alignment.models import load_policy, load_tokenizer  # torch only when a model is loaded
 
     cfg = recipe.self_instruct
     run = RunDir(recipe)
