@@ -226,6 +226,8 @@ def run_self_instruct(recipe, generate: Optional[Generate] = None, force: bool =
         mcfg = ModelConfig(name_or_path=generator, dtype=cfg.dtype)
         generate = model_generate(load_policy(generator, mcfg), load_tokenizer(generator, mcfg), cfg.batch_size)
     decontaminate = Decontaminate(contamination_index(recipe)) if recipe.data.filters.decontaminate is not None else None
+    if decontaminate is None:  # said, not silent: the user turned the data stage's filter off
+        print("self-instruct: data.filters.decontaminate is off, so proposals are not checked against the evaluation sets")
     rows, manifest = grow(pool, generate, cfg, decontaminate, cfg.generator or recipe.model.name_or_path,
                           recipe.seed, progress)
     if not rows:
