@@ -30,6 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# Subcommands of `rlhf label` that load models: the label app's own command module (ui.commands)
+# imports no model code, so these are added to its parser here. (subcommand -> module)
+LABEL_EXTRAS: dict[str, str] = {"critique": "reward.commands.ai_labels", "judge": "reward.commands.ai_labels"}
+
+
 def _load(module_name: str):
     return importlib.import_module(module_name)
 
@@ -52,7 +57,16 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         if only == name:
             _load(module_name).add_arguments(p)
+            if name == "label":
+                _add_label_extras(p)
     return parser
+
+
+def _add_label_extras(parser: argparse.ArgumentParser) -> None:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for extra, module_name in LABEL_EXTRAS.items():
+        module = _load(module_name)
+        module.add_arguments(sub.add_parser(extra, help=module.HELP[extra]), extra)
 
 
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
@@ -78,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = _load(COMMANDS[args.command][0])
+    module_name = COMMANDS[args.command][0]
+    if args.command == "label" and getattr(args, "label_command", None) in LABEL_EXTRAS:
+        module_name = LABEL_EXTRAS[args.label_command]
+    module = _load(module_name)
     try:
         return int(module.main(args) or 0)
     except KeyboardInterrupt:

@@ -117,8 +117,8 @@ def samples_step(recipe: Recipe, round: int = 1) -> dict:
 
 
 def labels_step(recipe: Recipe, round: int = 1) -> dict:
-    """Simulated annotators label at once; human labels are waited for; a file is used as is."""
-    if recipe.labels.source == "simulated":
+    """Simulated and AI annotators label at once; human labels are waited for; a file is used as is."""
+    if recipe.labels.source in ("simulated", "ai", "simulated+ai"):
         from reward.labeling import run_labels_stage
 
         return {"comparisons": str(run_labels_stage(recipe, round=round))}

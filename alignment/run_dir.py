@@ -126,10 +126,28 @@ def resolve_model_path(recipe: Recipe) -> str:
     return name
 
 
+def resolve_named_model(recipe: Recipe, name: str | None) -> str:
+    """A model a stage names besides the policy (a judge, a generator): None is the recipe's
+    base model, `offline:<name>` a packaged model, anything else a folder or hub id."""
+    if name is None:
+        return resolve_model_path(recipe)
+    if name.startswith(OFFLINE_PREFIX) and name != OFFLINE_MODEL:
+        return str(materialize(name))
+    if name == OFFLINE_MODEL:
+        return str(Path(recipe.output_dir) / "base")
+    return name
+
+
+SELF_INSTRUCT_PREFIX = "self_instruct:"
+
+
 def resolve_data_path(recipe: Recipe, path: str) -> str:
-    """`suite:<split>` -> the run's generated split file; anything else as given."""
+    """`suite:<split>` -> the run's generated split file; `self_instruct:<file>` -> the file
+    `rlhf data generate` wrote into the run (`self_instruct:train`); anything else as given."""
     if path.startswith(SUITE_PREFIX):
         return str(Path(recipe.output_dir) / "suite" / f"{path[len(SUITE_PREFIX):]}.jsonl")
+    if path.startswith(SELF_INSTRUCT_PREFIX):
+        return str(Path(recipe.output_dir) / "self_instruct" / f"{path[len(SELF_INSTRUCT_PREFIX):]}.jsonl")
     return path
 
 

@@ -221,8 +221,10 @@ def run_samples_stage(recipe, policy_path: str | None = None, force: bool = Fals
 
 
 def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
-    """`labels/comparisons.jsonl`: simulated annotators judge the candidates in the label
-    store (`labels.db`), then the campaign is exported. Resumes an interrupted campaign."""
+    """`labels/comparisons.jsonl`: simulated annotators, the AI annotator (`labels.source:
+    ai`), or both (`simulated+ai`: the AI judges first and takes one overlap slot of every
+    item, the personas fill the rest) judge the candidates in the label store (`labels.db`),
+    then the campaign is exported. Resumes an interrupted campaign."""
     from alignment.data.files import read_rows
     from alignment.run_dir import RunDir
     from ui.service import LabelService
@@ -232,8 +234,8 @@ def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
     out = run.stage_dir("labels") / COMPARISONS_FILE
     if run.is_done("labels") and not force:
         return out
-    if cfg.source != "simulated":
-        raise UserError(f"labels.source={cfg.source!r}: only 'simulated' labels are produced by this stage")
+    if cfg.source not in ("simulated", "ai", "simulated+ai"):
+        raise UserError(f"labels.source={cfg.source!r}: only simulated and AI labels are produced by this stage")
     candidates = read_rows(run.stage_dir("samples", create=False) / CANDIDATES_FILE)
     # synchronous=NORMAL: several times cheaper per judgment, and a killed run still resumes
     # from every committed judgment (only a power cut could lose the last few)
@@ -249,7 +251,16 @@ def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
                 name, mode=cfg.mode, overlap=cfg.overlap, guidelines=cfg.guidelines, items=candidates,
                 pairs_per_prompt=cfg.pairs_per_prompt, seed=recipe.seed,
             )
-        stats = simulate_campaign(service, campaign_id, personas(cfg.annotators), candidates, recipe.seed)
+        stats: dict = {"judgments": {}}
+        if "ai" in cfg.source:  # first, so that with overlap >= 2 it takes one slot of every item
+            from reward.ai_labeling import ai_judge, ai_label_campaign
+
+            stats["ai"] = ai_label_campaign(service, campaign_id, ai_judge(recipe), cfg.ai)
+            stats["judgments"][cfg.ai.name] = stats["ai"]["judgments"]
+        if "simulated" in cfg.source:
+            sim = simulate_campaign(service, campaign_id, personas(cfg.annotators), candidates, recipe.seed)
+            stats["judgments"].update(sim.pop("judgments"))
+            stats.update(sim)
         n = export_comparisons(service, campaign_id, out, aggregation=cfg.aggregation,
                                include_ties=recipe.reward.ties == "half")
         info = {"campaign": name, "rows": n, **stats, "progress": service.progress(campaign_id),
@@ -258,5 +269,5 @@ def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
         service.close()
     run.write_metrics("labels", info)
     run.mark_done("labels", {"campaign": name, "rows": n})
-    print(f"labels: {sum(stats['judgments'].values())} simulated judgments, {n} rows -> {out}")
+    print(f"labels: {sum(stats['judgments'].values())} {cfg.source} judgments, {n} rows -> {out}")
     return out

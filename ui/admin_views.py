@@ -56,8 +56,32 @@ def summary_cards(progress: dict, quality: dict) -> str:
         bias,
         _card("gold accuracy", _pct(quality["gold_accuracy"]),
               f"{quality['gold_judgments']} gold answers on {progress['gold_items']} gold items"),
+        ai_cards(quality),
     ]
     return f'<div class="rlhf-cards" id="rlhf-dashboard-cards">{"".join(cards)}</div>'
+
+
+AI_HEADERS = ["AI annotator", "judgments", "agrees with humans", "human pairs", "agrees with simulated",
+              "simulated pairs", "gold acc.", "gold n", "ties", "mean confidence"]
+
+
+def ai_rows(quality: dict) -> list[list]:
+    """One row per AI annotator: its agreement with the human and the simulated labelers on
+    shared items, and with the gold items (ui.agreement.ai_agreement)."""
+    return [[name, a["judgments"], _round(a["agreement_human"]), a["pairs_human"], _round(a["agreement_simulated"]),
+             a["pairs_simulated"], _round(a["gold_accuracy"]), a["gold_judgments"], a["ties"], _round(a["mean_confidence"])]
+            for name, a in sorted(quality.get("ai", {}).items())]
+
+
+def ai_cards(quality: dict) -> str:
+    """A card per AI annotator, so that its agreement is in front of the admin with the rest."""
+    cards = []
+    for name, a in sorted(quality.get("ai", {}).items()):
+        cards.append(_card(f"AI {name}", _pct(a["agreement_human"] if a["pairs_human"] else a["agreement_simulated"]),
+                           f"agrees with humans {_pct(a['agreement_human'])} ({a['pairs_human']} pairs), "
+                           f"simulated {_pct(a['agreement_simulated'])} ({a['pairs_simulated']}), "
+                           f"gold {_pct(a['gold_accuracy'])} ({a['gold_judgments']})"))
+    return "".join(cards)
 
 
 def empty_dashboard(message: str) -> str:

@@ -155,7 +155,55 @@ def campaign_quality(judgments: list[dict], mode: str) -> dict:
         "gold_judgments": len(all_gold),
         "position_bias": position_bias(judgments, mode),
         "labelers": labelers,
+        "ai": ai_agreement(judgments, mode),
     }
+
+
+def ai_agreement(judgments: list[dict], mode: str) -> dict[str, dict]:
+    """Per AI annotator (users of kind "ai"): how often it gives the same answer as the human
+    labelers, and as the simulated ones, on the items both judged, and its gold accuracy.
+
+    An AI judge is only worth its votes where it agrees with the people it stands in for; this
+    is the number to read before trusting it. Pairwise answers are compared as in
+    `campaign_quality` (first / second / tie / both bad in import order); rankings pair by pair.
+    Each (AI vote, other vote) pair on a shared unit counts once.
+    """
+    units: dict[Hashable, dict[str, tuple[str, Hashable]]] = defaultdict(dict)
+    for j in judgments:
+        kind = j.get("kind", "simulated" if j.get("simulated") else "human")
+        if mode == "pairwise":
+            units[j["item_id"]][j["user"]] = (kind, _pair_label(j))
+        else:
+            for pair, label in _ranking_units(j).items():
+                units[(j["item_id"], *pair)][j["user"]] = (kind, label)
+    out: dict[str, dict] = {}
+    ai_users = sorted({j["user"] for j in judgments if j.get("kind") == "ai"})
+    for user in ai_users:
+        same: Counter = Counter()
+        total: Counter = Counter()
+        for votes in units.values():
+            if user not in votes:
+                continue
+            _, mine = votes[user]
+            for other, (kind, label) in votes.items():
+                if other != user and kind != "ai":
+                    total[kind] += 1
+                    same[kind] += label == mine
+        js = [j for j in judgments if j["user"] == user]
+        gold = [g for g in (_gold_score(j) for j in js if j["is_gold"]) if g is not None]
+        conf = [j["confidence"] for j in js if j.get("confidence") is not None]
+        out[user] = {
+            "judgments": len(js),
+            "agreement_human": same["human"] / total["human"] if total["human"] else None,
+            "pairs_human": total["human"],
+            "agreement_simulated": same["simulated"] / total["simulated"] if total["simulated"] else None,
+            "pairs_simulated": total["simulated"],
+            "gold_accuracy": sum(gold) / len(gold) if gold else None,
+            "gold_judgments": len(gold),
+            "ties": sum(1 for j in js if j.get("choice") == "tie"),
+            "mean_confidence": sum(conf) / len(conf) if conf else None,
+        }
+    return out
 
 
 def position_bias(judgments: list[dict], mode: str) -> dict:

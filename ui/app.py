@@ -419,7 +419,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
 
     @_inline_errors(2)
     def admin_export(campaign: str, fmt: str, aggregation: str, min_gold: str, include_simulated: bool,
-                     include_ties: bool, include_gold: bool, request: gr.Request) -> list:
+                     include_ties: bool, include_gold: bool, include_ai: bool, request: gr.Request) -> list:
         admin = user_of(request, admin=True)
         if not campaign:
             raise UserError("choose a campaign")
@@ -433,7 +433,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
             raise UserError(f"minimum gold accuracy must be a number from 0 to 1, got {min_gold!r}") from None
         n = svc.export(cid, target, format=fmt, aggregation=aggregation, min_gold_accuracy=threshold,
                        include_simulated=bool(include_simulated), include_ties=bool(include_ties),
-                       include_gold=bool(include_gold), actor_id=admin.id)
+                       include_gold=bool(include_gold), include_ai=bool(include_ai), actor_id=admin.id)
         if fmt == "datasets":
             target = Path(shutil.make_archive(str(target), "zip", root_dir=target))
         return [f"Exported {n} rows ({aggregation}).", str(target)]
@@ -617,7 +617,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
 
     @_user_errors
     def admin_api_export(campaign: str, aggregation: str = "all", min_gold_accuracy: Optional[float] = None,
-                         include_simulated: bool = True, include_ties: bool = False,
+                         include_simulated: bool = True, include_ties: bool = False, include_ai: bool = True,
                          request: gr.Request = None) -> list:
         """The export rows themselves (JSONL rows as a list)."""
         admin = user_of(request, admin=True)
@@ -626,7 +626,8 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "labels.jsonl"
             svc.export(_campaign(campaign), path, aggregation=aggregation, min_gold_accuracy=min_gold_accuracy,
-                       include_simulated=include_simulated, include_ties=include_ties, actor_id=admin.id)
+                       include_simulated=include_simulated, include_ties=include_ties, include_ai=include_ai,
+                       actor_id=admin.id)
             return read_rows(path)
 
     @_user_errors
@@ -777,6 +778,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
                             e_sim = gr.Checkbox(True, label="Include simulated annotators")
                             e_ties = gr.Checkbox(False, label="Include ties / both bad (label field)")
                             e_gold = gr.Checkbox(False, label="Include gold items")
+                            e_ai = gr.Checkbox(True, label="Include AI annotators")
                         e_button = gr.Button("Export", variant="primary", elem_id="rlhf-admin-export")
                         e_msg = gr.Textbox(label="Result", interactive=False, elem_id="rlhf-admin-export-msg")
                         e_file = gr.File(label="Download", interactive=False, elem_id="rlhf-admin-export-file")
@@ -858,7 +860,7 @@ def build_app(service: LabelService, concurrency: int = CONCURRENCY) -> gr.Block
         u_password_btn.click(admin_set_password, [u_name, u_password], [u_msg, u_password], **private)
         u_deactivate.click(admin_deactivate_user, [u_name], [u_msg, users_df], **private)
         u_reactivate.click(admin_reactivate_user, [u_name], [u_msg, users_df], **private)
-        e_button.click(admin_export, [adm_campaign, e_format, e_agg, e_min_gold, e_sim, e_ties, e_gold],
+        e_button.click(admin_export, [adm_campaign, e_format, e_agg, e_min_gold, e_sim, e_ties, e_gold, e_ai],
                        [e_msg, e_file], trigger_mode="once", **private)
         audit_refresh.click(admin_audit, [audit_which], [audit_df], **private)
         audit_which.input(admin_audit, [audit_which], [audit_df], **private)

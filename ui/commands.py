@@ -97,6 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--min-gold-accuracy", type=float, default=None,
                    help="leave out labelers whose gold accuracy is below this")
     p.add_argument("--no-simulated", action="store_true", help="leave out simulated annotators")
+    p.add_argument("--no-ai", action="store_true", help="leave out AI annotators (users of kind 'ai')")
     p.add_argument("--include-ties", action="store_true",
                    help="also write tie / both_bad judgments (rows with label 'tie' or 'both_bad')")
     p.add_argument("--include-gold", action="store_true", help="also export the gold items' judgments")
@@ -173,9 +174,9 @@ def _set_active(active: bool):
 
 
 def _users(svc, args) -> int:
-    print(f"{'id':>4}  {'name':<24} {'role':<8} {'simulated':<9} active")
+    print(f"{'id':>4}  {'name':<24} {'role':<8} {'kind':<9} active")
     for u in svc.list_users():
-        print(f"{u.id:>4}  {u.name:<24} {u.role:<8} {'yes' if u.simulated else '':<9} {'yes' if u.active else 'no'}")
+        print(f"{u.id:>4}  {u.name:<24} {u.role:<8} {u.kind:<9} {'yes' if u.active else 'no'}")
     return 0
 
 
@@ -259,13 +260,18 @@ def _progress(svc, args) -> int:
         print(f"  {name:<20} {s.get('judgments', 0):>6} {s.get('skips', 0):>5} {_fmt(s.get('median_s')):>6} "
               f"{_fmt(s.get('per_hour')):>6} {_fmt(l.get('agreement')):>6} {_fmt(l.get('gold_accuracy')):>6} "
               f"{_fmt(l.get('a_rate', l.get('top_a_rate'))):>6}")
+    for name, a in sorted(q.get("ai", {}).items()):
+        print(f"  AI {name}: agrees with humans {_fmt(a['agreement_human'])} ({a['pairs_human']} pairs), "
+              f"with simulated {_fmt(a['agreement_simulated'])} ({a['pairs_simulated']}), gold "
+              f"{_fmt(a['gold_accuracy'])} ({a['gold_judgments']}), ties {a['ties']}, "
+              f"mean confidence {_fmt(a['mean_confidence'])}")
     return 0
 
 
 def _export(svc, args) -> int:
     n = svc.export(svc.campaign_id(args.campaign), args.output, aggregation=args.aggregation,
                    min_gold_accuracy=args.min_gold_accuracy, include_simulated=not args.no_simulated,
-                   include_ties=args.include_ties, include_gold=args.include_gold)
+                   include_ties=args.include_ties, include_gold=args.include_gold, include_ai=not args.no_ai)
     print(f"wrote {n} rows to {args.output}")
     return 0
 

@@ -6,7 +6,8 @@ Ranking campaigns give ranking rows:
     {"prompt", "responses", "ranking" (indices into responses, best first; partial allowed), ...}
 Every other key is metadata the reward stage carries through: "campaign", "item_id", the
 item's "metadata", the policies and checkpoints of the responses, and per judgment
-"judgment_id", "rationale", "time_spent_s" and the shown position of the chosen response.
+"judgment_id", "rationale", "time_spent_s", the shown position of the chosen response, and
+who judged: "labeler_kind" ("human", "simulated" or "ai") and an AI judge's "confidence".
 
 Aggregation:
 - "all" (default): one row per judgment, so every individual vote reaches the reward model
@@ -116,7 +117,8 @@ def _pair_rows(base, extra, ids, js, cands, aggregation, include_ties) -> list[d
                 row = _pair(base, w, l, j["choice"])
             else:
                 continue
-            out.append({**row, "labeler": j["user"], **extra, "judgment_kind": "label", "judgment_id": j["id"],
+            out.append({**row, "labeler": j["user"], "labeler_kind": j.get("kind", "human"), **extra,
+                        "judgment_kind": "label", "judgment_id": j["id"], "confidence": j.get("confidence"),
                         "chosen_position": pos,
                         "rationale": j["rationale"], "time_spent_s": j["time_spent_s"],
                         **_source("chosen", w), **_source("rejected", l)})
@@ -141,8 +143,8 @@ def _ranking_rows(base, extra, ids, js, cands, aggregation) -> list[dict]:
     common = {**base, "responses": [cands[c].text for c in ids]}
     sources = {"policies": [cands[c].policy for c in ids], "checkpoints": [cands[c].checkpoint for c in ids]}
     if aggregation == "all":
-        return [{**common, "ranking": [index[c] for c in j["ranking"]], "labeler": j["user"], **extra,
-                 "judgment_kind": "label", "judgment_id": j["id"], "rationale": j["rationale"], "time_spent_s": j["time_spent_s"], **sources}
+        return [{**common, "ranking": [index[c] for c in j["ranking"]], "labeler": j["user"],
+                 "labeler_kind": j.get("kind", "human"), **extra, "judgment_kind": "label", "judgment_id": j["id"], "rationale": j["rationale"], "time_spent_s": j["time_spent_s"], **sources}
                 for j in js]
     k = len(ids)
     score: dict[int, float] = defaultdict(float)

@@ -206,6 +206,17 @@ def _v5_lead_tools(conn: Connection) -> None:
     md.tables["campaign_labelers"].create(conn)
 
 
+def _v6_user_kinds(conn: Connection) -> None:
+    """AI annotators: `users.kind` ('human', 'simulated' or 'ai'; existing simulated users
+    become 'simulated'), `users.profile_json` (an AI judge's model, prompt and principles) and
+    `judgments.confidence` (how sure an AI judge was)."""
+    conn.exec_driver_sql("ALTER TABLE users ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'human'")
+    true = "1" if conn.dialect.name == "sqlite" else "TRUE"
+    conn.exec_driver_sql(f"UPDATE users SET kind = 'simulated' WHERE simulated = {true}")
+    conn.exec_driver_sql("ALTER TABLE users ADD COLUMN profile_json TEXT")
+    conn.exec_driver_sql("ALTER TABLE judgments ADD COLUMN confidence FLOAT")
+
+
 # (version, description, step). Append only; never edit a released step.
 STEPS = [
     (1, "base schema", _v1_base),
@@ -213,6 +224,7 @@ STEPS = [
     (3, "sessions", _v3_sessions),
     (4, "items.filled", _v4_items_filled),
     (5, "adjudications, items.extra_overlap, campaign_labelers, campaigns.min_gold_accuracy", _v5_lead_tools),
+    (6, "users.kind, users.profile_json, judgments.confidence", _v6_user_kinds),
 ]
 LATEST = STEPS[-1][0]
 

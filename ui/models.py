@@ -37,6 +37,11 @@ class User(Base):
     simulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
     active: Mapped[bool] = mapped_column(Boolean, default=True)  # v2
+    # v6: "human", "simulated" (a persona scored by the gold checker) or "ai" (a model judge).
+    # `simulated` stays true for every kind but "human": none of them has a password.
+    kind: Mapped[str] = mapped_column(String(16), default="human")
+    # v6: what an AI annotator is (judge model, prompt template, principles), as JSON.
+    profile_json: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
 
 
 class Campaign(Base):
@@ -149,6 +154,7 @@ class Judgment(Base):
     client_token: Mapped[Optional[str]] = mapped_column(String(64), nullable=True, unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     retracted_at: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    confidence: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # v6: an AI judge's, in [0, 1]
 
 
 class Adjudication(Base):

@@ -58,6 +58,8 @@ CHOICES = ("A", "B", "tie", "both_bad")
 GOLD_PAUSE_MIN_ANSWERS = 3
 ROLES = ("labeler", "admin")
 MODES = ("pairwise", "ranking")
+# Who made a judgment: a person, a simulated persona (gold checker + noise), or an AI judge.
+USER_KINDS = ("human", "simulated", "ai")
 
 
 def position_label(i: int) -> str:
@@ -72,6 +74,7 @@ class UserInfo:
     role: str
     simulated: bool
     active: bool = True
+    kind: str = "human"
 
     @property
     def is_admin(self) -> bool:
@@ -163,7 +166,14 @@ class LabelService:
     # ---------------------------------------------------------------- users
 
     def create_user(self, name: str, password: str | None, role: str = "labeler", simulated: bool = False,
-                    actor_id: int | None = None) -> int:
+                    actor_id: int | None = None, kind: str | None = None, profile: dict | None = None) -> int:
+        """`kind` defaults to "simulated" for a simulated user and "human" otherwise; an "ai"
+        user is simulated too (no password) and keeps its `profile` (judge model, prompt,
+        principles), so that every AI judgment can be traced to what produced it."""
+        kind = kind or ("simulated" if simulated else "human")
+        if kind not in USER_KINDS:
+            raise UserError(f"user kind must be one of {USER_KINDS}, got {kind!r}")
+        simulated = simulated or kind != "human"
         name = (name or "").strip()
         if not name:
             raise UserError("user name must not be empty")
@@ -175,21 +185,41 @@ class LabelService:
         with self._tx() as s:
             if s.scalar(select(m.User.id).where(m.User.name == name)) is not None:
                 raise UserError(f"user {name!r} already exists")
-            user = m.User(name=name, password_hash=pw, role=role, simulated=simulated, created_at=self.clock(), active=True)
+            user = m.User(name=name, password_hash=pw, role=role, simulated=simulated, created_at=self.clock(), active=True,
+                          kind=kind, profile_json=json.dumps(profile, sort_keys=True) if profile is not None else None)
             s.add(user)
             s.flush()
-            self._audit(s, actor_id, "create_user", user=name, role=role, simulated=simulated)
+            self._audit(s, actor_id, "create_user", user=name, role=role, simulated=simulated,
+                        **({"kind": kind} if kind == "ai" else {}))
             return user.id
 
-    def ensure_user(self, name: str, role: str = "labeler", simulated: bool = True) -> int:
-        """The id of user `name`, created without a password if missing (simulated annotators)."""
+    def ensure_user(self, name: str, role: str = "labeler", simulated: bool = True, kind: str | None = None,
+                    profile: dict | None = None) -> int:
+        """The id of user `name`, created without a password if missing (simulated and AI
+        annotators). An existing user of another kind is an error, not a silent relabelling;
+        an AI user's profile is updated (and audited) when what judges changed."""
         uid = self.user_id(name)
         if uid is None:
             try:
-                return self.create_user(name, None, role=role, simulated=simulated)
+                return self.create_user(name, None, role=role, simulated=simulated, kind=kind, profile=profile)
             except UserError:
                 uid = self.user_id(name)  # created concurrently
+        if kind is not None or profile is not None:
+            with self._tx() as s:
+                user = s.get(m.User, uid)
+                if kind is not None and user.kind != kind:
+                    raise UserError(f"user {name!r} exists as a {user.kind} labeler, not {kind}")
+                new = json.dumps(profile, sort_keys=True) if profile is not None else user.profile_json
+                if new != user.profile_json:
+                    user.profile_json = new
+                    self._audit(s, None, "update_profile", user=name)
         return uid
+
+    def user_profile(self, name: str) -> dict | None:
+        """What an AI annotator is (judge model, prompt template, principles), or None."""
+        with self._read() as s:
+            raw = s.scalar(select(m.User.profile_json).where(m.User.name == name))
+        return json.loads(raw) if raw else None
 
     def user_id(self, name: str) -> int | None:
         with self._read() as s:
@@ -564,15 +594,32 @@ class LabelService:
 
     # ---------------------------------------------------------------- assignment
 
-    def next_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
-        """The labeler's current item, or a new one; None when nothing is left for them."""
+    def next_assignment(self, user_id: int, campaign_id: int, exclude: Iterable[int] = ()) -> Assignment | None:
+        """The labeler's current item, or a new one; None when nothing is left for them.
+
+        `exclude`: assignments the caller already holds and does not want again (see
+        `next_assignments`)."""
+        exclude = frozenset(exclude)
         for attempt in range(5):
             try:
-                return self._next_assignment(user_id, campaign_id, take_new=True)
+                return self._next_assignment(user_id, campaign_id, take_new=True, exclude=exclude)
             except IntegrityError:  # PostgreSQL: a concurrent request by the same user won the race
                 if attempt == 4:
                     raise
         return None
+
+    def next_assignments(self, user_id: int, campaign_id: int, n: int) -> list[Assignment]:
+        """Up to `n` items held at once: the ones this user already holds first, then new ones.
+
+        For batch annotators (an AI judge scores a batch of pairs in one forward pass); each
+        item is still held, judged and submitted one by one under the same rules as a person's."""
+        out: list[Assignment] = []
+        while len(out) < n:
+            a = self.next_assignment(user_id, campaign_id, exclude=[x.id for x in out])
+            if a is None:
+                break
+            out.append(a)
+        return out
 
     def current_assignment(self, user_id: int, campaign_id: int) -> Assignment | None:
         """The item this user already holds in the campaign, or None; never takes a new one.
@@ -610,7 +657,8 @@ class LabelService:
             a.status, a.finished_at = "released", self.clock()
             self._audit(s, actor_id, "release", a.campaign_id, assignment=a.id, item=a.item_id, holder=holder.name)
 
-    def _next_assignment(self, user_id: int, campaign_id: int, take_new: bool) -> Assignment | None:
+    def _next_assignment(self, user_id: int, campaign_id: int, take_new: bool,
+                         exclude: frozenset[int] = frozenset()) -> Assignment | None:
         now = self.clock()
         with self._tx() as s:
             user, camp = self._check_user_campaign(s, user_id, campaign_id)
@@ -623,6 +671,8 @@ class LabelService:
                 .with_for_update()
             ).all()
             for a in mine:
+                if a.id in exclude:
+                    continue
                 if a.expires_at > now:
                     return self._to_assignment(s, a, camp)
                 item = s.get(m.Item, a.item_id)
@@ -722,23 +772,28 @@ class LabelService:
         rationale: str = "",
         time_spent_s: float | None = None,
         client_token: str | None = None,
+        confidence: float | None = None,
     ) -> int:
         """Record a judgment; returns its id. A repeated `client_token` returns the first id.
 
         Pairwise: `choice` is "A", "B" (shown positions), "tie" or "both_bad". Ranking:
         `ranking` lists shown positions best first, as letters ("C", "A") or 0-based ints;
         a partial ranking leaves the rest unranked. Without `time_spent_s` the time since the
-        item was (re)shown is stored.
+        item was (re)shown is stored. `confidence` (in [0, 1]) is what an AI judge reports.
         """
+        if confidence is not None and not 0.0 <= float(confidence) <= 1.0:
+            raise UserError(f"confidence must be in [0, 1], got {confidence}")
         for attempt in range(3):
             try:
-                return self._submit(assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token)
+                return self._submit(assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token,
+                                    confidence)
             except IntegrityError:  # PostgreSQL: the same client_token committed concurrently
                 if client_token is None or attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _submit(self, assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token) -> int:
+    def _submit(self, assignment_id, user_id, choice, ranking, rationale, time_spent_s, client_token,
+                confidence=None) -> int:
         now = self.clock()
         with self._tx() as s:
             if client_token:
@@ -761,7 +816,8 @@ class LabelService:
             j = m.Judgment(assignment_id=a.id, item_id=a.item_id, campaign_id=a.campaign_id, user_id=user_id,
                            shown_order_json=a.shown_order_json, rationale=(rationale or "")[:20000],
                            time_spent_s=float(time_spent_s) if time_spent_s is not None else round(now - a.activated_at, 3),
-                           client_token=client_token or None, created_at=now)
+                           client_token=client_token or None, created_at=now,
+                           confidence=float(confidence) if confidence is not None else None)
             if camp.mode == "pairwise":
                 if ranking is not None:
                     raise UserError("this is a pairwise campaign: give choice='A'|'B'|'tie'|'both_bad', not a ranking")
@@ -875,6 +931,7 @@ class LabelService:
         for j, u, it in s.execute(q):
             rows.append({
                 "id": j.id, "item_id": j.item_id, "user": u.name, "user_id": u.id, "simulated": u.simulated,
+                "kind": u.kind, "confidence": j.confidence,
                 "choice": j.choice, "winner": j.winner_id, "loser": j.loser_id,
                 "ranking": json.loads(j.ranking_json) if j.ranking_json else None,
                 "shown": json.loads(j.shown_order_json), "rationale": j.rationale, "time_spent_s": j.time_spent_s,
@@ -943,6 +1000,7 @@ class LabelService:
         include_ties: bool = False,
         include_gold: bool = False,
         actor_id: int | None = None,
+        include_ai: bool = True,
     ) -> int:
         """Write the campaign's labels as reward-stage rows; returns the number of rows.
 
@@ -950,6 +1008,8 @@ class LabelService:
         `datasets` folder); `format`, if given, must agree. `min_gold_accuracy` drops every
         judgment of labelers whose gold accuracy is below it (labelers without gold answers
         are kept). Gold items themselves are exported only with include_gold.
+        `include_simulated=False` leaves out simulated personas, `include_ai=False` AI judges
+        (users of kind "ai"): each kind is chosen on its own.
 
         See ui.export for the row format, the aggregation choices and how ties are written.
         """
@@ -970,7 +1030,9 @@ class LabelService:
         gold_acc = quality.campaign_quality(judgments, camp.mode)["labelers"]
         keep = []
         for r in judgments:
-            if not include_simulated and r["simulated"]:
+            if not include_simulated and r["kind"] == "simulated":
+                continue
+            if not include_ai and r["kind"] == "ai":
                 continue
             if min_gold_accuracy is not None:
                 acc = gold_acc.get(r["user"], {}).get("gold_accuracy")
@@ -984,7 +1046,8 @@ class LabelService:
         exporting.write_rows(rows, Path(path), format)
         with self._tx() as s:
             self._audit(s, actor_id, "export", campaign_id, destination=str(path), format=format, aggregation=aggregation,
-                        rows=len(rows), min_gold_accuracy=min_gold_accuracy, include_simulated=include_simulated)
+                        rows=len(rows), min_gold_accuracy=min_gold_accuracy, include_simulated=include_simulated,
+                        include_ai=include_ai)
         return len(rows)
 
     def audit_log(self, campaign_id: int | None = None, limit: int = 200) -> list[dict]:
@@ -1048,7 +1111,8 @@ def _sha256(token: str) -> str:
 
 
 def _info(u: m.User) -> UserInfo:
-    return UserInfo(id=u.id, name=u.name, role=u.role, simulated=bool(u.simulated), active=bool(u.active))
+    return UserInfo(id=u.id, name=u.name, role=u.role, simulated=bool(u.simulated), active=bool(u.active),
+                    kind=u.kind or ("simulated" if u.simulated else "human"))
 
 
 def _campaign_dict(c: m.Campaign) -> dict:

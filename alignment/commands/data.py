@@ -1,5 +1,6 @@
 """`rlhf data`: inspect, clean and mix instruction data before any training.
 
+    rlhf data generate configs/smollm2-135m-instruct.yaml self_instruct.rounds=2   # Self-Instruct
     rlhf data inspect train.jsonl [more files] [--recipe R] [key=value ...]
     rlhf data inspect configs/quickstart.yaml [key=value ...]
     rlhf data clean configs/quickstart.yaml [key=value ...]
@@ -33,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="Folder for the report (default: <run dir>/data/inspect).")
     p.add_argument("--json", action="store_true", help="Print report.json instead of the summary.")
     for name, text in (
+        ("generate", "grow an instruction set from a seed pool (Self-Instruct, the recipe's self_instruct section) "
+                     "into <run dir>/self_instruct/train.jsonl, a source for data.sources (path: self_instruct:train)"),
         ("clean", "apply data.filters, mix the sources, write data/train.jsonl, manifest.jsonl and the report"),
         ("mix", "redo only the mixing of already cleaned sources (e.g. with new data.mixing overrides)"),
     ):
@@ -67,6 +70,19 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _generate(recipe) -> int:
+    from alignment.data.self_instruct import run_self_instruct
+
+    path = run_self_instruct(recipe, force=True, progress=sys.stderr.isatty())
+    report = json.loads((path.parent / "report.json").read_text(encoding="utf-8"))
+    print(f"self-instruct: {report['kept']} of {report['proposals']} proposed instructions kept "
+          f"({recipe.self_instruct.rounds} rounds from {report['seeds']} seeds) -> {path}")
+    for name, r in report["removed"].items():
+        print(f"  filter {name:<15} removed {r['count']:>5}  ({r['share']:.1%} of proposals)")
+    print("add it to data.sources as {path: self_instruct:train}, then `rlhf data clean`")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.action == "inspect":
         return _inspect(args)
@@ -75,6 +91,8 @@ def main(args: argparse.Namespace) -> int:
     from alignment.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if args.action == "generate":
+        return _generate(recipe)
     if args.action == "clean":
         path = run_data_stage(recipe, force=True, progress=sys.stderr.isatty())
     else:

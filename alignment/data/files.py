@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from alignment.errors import DataError
+from alignment.errors import DataError, UserError
 
 
 def _format_of(path: Path) -> str:
@@ -110,3 +110,16 @@ def write_rows(rows: Iterable[dict], path: str | os.PathLike) -> int:
             shutil.rmtree(path)
         os.replace(tmp, path)
     return len(rows)
+
+
+def read_yaml(path: str | os.PathLike, what: str):
+    """A small YAML settings file (gates, principles), or one line naming what is wrong with it."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None

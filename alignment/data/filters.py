@@ -63,6 +63,9 @@ class Item:
         out.update({"filter": filter_name, "action": action, "reason": reason})
         if fields_:
             out["fields"] = fields_
+        meta = self.row.get("metadata")
+        if isinstance(meta, dict) and isinstance(meta.get("provenance"), dict):
+            out["provenance"] = meta["provenance"]  # generated rows (Self-Instruct) say where they came from
         return out
 
 

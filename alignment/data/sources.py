@@ -16,7 +16,7 @@ from alignment.data.contamination import EvalPrompt
 from alignment.data.files import iter_rows
 from alignment.data.rows import Kind, detect_kind, detect_kind_safe, validate_row
 from alignment.data.texts import field_value
-from alignment.errors import DataError
+from alignment.errors import DataError, UserError
 from alignment.recipe import Recipe
 from alignment.run_dir import resolve_data_path
 
@@ -44,7 +44,11 @@ def _unique(names: list[str]) -> list[str]:
 def recipe_sources(recipe: Recipe, group: str = "sources") -> list[Source]:
     """`data.sources` (or `data.preference_sources`) with display names made unique."""
     configs = getattr(recipe.data, group)
-    names = _unique([c.name or (c.path if c.path.startswith("suite:") else Path(c.path).stem) for c in configs])
+    names = _unique([c.name or (c.path if c.path.startswith(("suite:", "self_instruct:")) else Path(c.path).stem)
+                     for c in configs])
+    for c in configs:
+        if c.path.startswith("self_instruct:") and not Path(resolve_data_path(recipe, c.path)).exists():
+            raise UserError(f"data.{group}: {c.path} does not exist yet: run `rlhf data generate` with this recipe first")
     return [
         Source(name, resolve_data_path(recipe, c.path), c.weight, c.max_rows) for name, c in zip(names, configs)
     ]

@@ -29,8 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
+from alignment.data.files import read_yaml
 from alignment.errors import UserError
 from alignment.evaluation.bootstrap import Estimate
 
@@ -114,14 +113,7 @@ def parse_gates(raw: object, source: str, known: dict[str, str]) -> list[Gate]:
 
 
 def load_gates(path: str | Path, known: dict[str, str]) -> list[Gate]:
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"gates file not found: {path}")
-    try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_gates(raw, str(path), known)
+    return parse_gates(read_yaml(path, "gates file"), str(path), known)
 
 
 def evaluate_gate(gate: Gate, metrics: dict[str, Estimate], missing_reason: str = "") -> GateResult:

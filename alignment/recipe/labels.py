@@ -18,10 +18,64 @@ class AnnotatorConfig(Section):
     )
 
 
+JUDGE_TEMPLATE = (
+    "Judge two responses to a request.\n{principles}\n\nRequest:\n{prompt}\n\nResponse A:\n{a}\n\n"
+    "Response B:\n{b}\n\nWhich response is better? Answer A or B."
+)
+
+
+@dataclass
+class AIJudgeConfig(Section):
+    """The AI annotator: a model that judges candidate pairs through the label store."""
+
+    name: str = option("ai-judge", help="User name of the AI annotator in the label store (its kind is 'ai').")
+    model: Optional[str] = option(
+        None, help="Judge model: a causal LM folder, hub id or offline:<name> (scored by the logprobs of the verdict "
+        "tokens), or a reward-model folder (scored by its reward difference). None: the recipe's base model."
+    )
+    dtype: str = option("bfloat16", help="Judge weights' dtype (bfloat16 is fine for judging; float32 to be exact).")
+    template: str = option(
+        JUDGE_TEMPLATE, help="Judge prompt (the user turn, rendered with the judge's chat template); must contain "
+        "{prompt}, {a}, {b}; {principles} is replaced by the principles, one per line."
+    )
+    principles: Optional[str] = option(
+        "configs/principles/helpful_harmless.yaml",
+        help="Principles file (a YAML list of {name, description, critique, revision}); the judge prompt lists "
+        "every principle's description. None: no principles in the prompt.",
+    )
+    swap: bool = option(
+        True, help="Judge each pair in both orders (A/B and B/A) and average; a verdict whose winner changes with "
+        "the order is a tie. False: one order, as the store shows it."
+    )
+    batch_size: int = option(16, help="Pairs judged per forward pass (each pair is 2 sequences with swap).", ge=1)
+    max_length: int = option(512, help="Judge prompts longer than this many tokens are cut from the left.", ge=16)
+
+
+@dataclass
+class CritiqueConfig(Section):
+    """Constitutional AI's critique-and-revise (Bai et al. 2022), stored as AI judgments."""
+
+    principles: str = option("configs/principles/helpful_harmless.yaml",
+                             help="Principles file: a YAML list of {name, description, critique, revision}.")
+    model: Optional[str] = option(None, help="Model that answers, critiques and revises. None: the recipe's base model.")
+    dtype: str = option("bfloat16", help="Its weights' dtype.")
+    prompts: int = option(64, help="Prompts of the suite's prompts split (first N, or balanced by labels.balance_by).", ge=1)
+    prompts_file: Optional[str] = option(None, help="Prompt rows to use instead of suite:prompts.")
+    rounds: int = option(1, help="Critique-then-revise rounds (K); each round revises the previous revision.", ge=1)
+    principles_per_item: int = option(1, help="Principles sampled per item and round (seeded per item).", ge=1)
+    temperature: float = option(0.0, help="Sampling temperature of answers, critiques and revisions (0: greedy).", ge=0)
+    max_new_tokens: int = option(48, help="Length budget of the original answer and of each revision.", ge=1)
+    critique_max_new_tokens: int = option(48, help="Length budget of each critique.", ge=1)
+    batch_size: int = option(16, help="Items generated per batch.", ge=1)
+    annotator: str = option("ai-critique", help="User name (kind 'ai') that stores the (revision > original) judgments.")
+    campaign: str = option("{name}-critique", help="Campaign the pairs are stored in.")
+
+
 @dataclass
 class LabelsConfig(Section):
-    source: Literal["simulated", "human", "file"] = option(
-        "simulated", help="simulated annotators, human labelers in the app, or an existing file."
+    source: Literal["simulated", "human", "file", "ai", "simulated+ai"] = option(
+        "simulated", help="simulated annotators, human labelers in the app, an existing file, the AI annotator "
+        "(labels.ai), or the simulated personas and the AI annotator sharing the campaign."
     )
     db: str = option("sqlite:///{output_dir}/labels/labels.db", help="SQLAlchemy URL of the label store.")
     campaign: str = option("{name}-round{round}", help="Campaign name in the store.")
@@ -55,3 +109,5 @@ class LabelsConfig(Section):
         1.0, help="source=human: share of target judgments (items x overlap) needed before the run continues.", ge=0, le=1,
     )
     aggregation: Literal["majority", "all"] = option("all", help="Majority vote or every judgment kept.")
+    ai: AIJudgeConfig = option(AIJudgeConfig(), help="The AI annotator (source=ai or simulated+ai, `rlhf label judge`).")
+    critique: CritiqueConfig = option(CritiqueConfig(), help="`rlhf label critique`: critique-and-revise pairs.")

@@ -141,7 +141,8 @@ def _resolve_templates(recipe: Recipe) -> None:
 
 
 def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
-    """Local files named by the recipe must exist (hub ids and suite:* splits are not files)."""
+    """Local files named by the recipe must exist (hub ids, suite:* splits and self_instruct:*
+    files are not, or not yet)."""
     named: list[tuple[str, str]] = []
     for group in ("sources", "preference_sources"):
         for i, source in enumerate(getattr(recipe.data, group)):
@@ -157,7 +158,7 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
             origin = f"{file} (command-line override)" if key in overridden else file
             known = ", ".join([OFFLINE_MODEL, *PACKAGED_MODELS])
             raise RecipeError(f"{origin}: key '{key}': unknown offline model {value!r} (known: {known})")
-        if value.startswith(("suite:", OFFLINE_PREFIX)):
+        if value.startswith(("suite:", "self_instruct:", OFFLINE_PREFIX)):  # written by the run itself
             continue
         looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
         if looks_local and not Path(value).expanduser().exists():

@@ -13,6 +13,7 @@ from alignment.recipe.model import ModelConfig
 from alignment.recipe.pipeline import PipelineConfig
 from alignment.recipe.ppo import PPOConfig
 from alignment.recipe.reward import RewardConfig
+from alignment.recipe.self_instruct import SelfInstructConfig
 from alignment.recipe.sft import SFTConfig
 from alignment.recipe.suite import SuiteConfig
 
@@ -25,6 +26,7 @@ class Recipe(Section):
     model: ModelConfig = option(ModelConfig(), help="Base model and tokenizer.")
     suite: SuiteConfig = option(SuiteConfig(), help="Offline task suite (used by suite:* paths).")
     data: DataConfig = option(DataConfig(), help="Data sources, cleaning and mixing.")
+    self_instruct: SelfInstructConfig = option(SelfInstructConfig(), help="`rlhf data generate`: Self-Instruct data.")
     sft: SFTConfig = option(SFTConfig(), help="Supervised fine-tuning.")
     labels: LabelsConfig = option(LabelsConfig(), help="Comparisons: simulated, human or from a file.")
     reward: RewardConfig = option(RewardConfig(), help="Reward model.")
