@@ -570,6 +570,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     for field in ("episodes", "minibatch", "epochs", "max_new_tokens", "num_generations", "steps", "warmup",
                   "threads"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=None, help=f"override Work.{field}")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="override Work.learning_rate (a tiny one keeps the policy, and so the response "
+                        "lengths, where they started: rates of two runs then compare like for like)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the contenders this many times, interleaved, and report medians (shared machines)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")
