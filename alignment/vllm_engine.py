@@ -111,8 +111,8 @@ class VLLMSampler:
                             ("WORLD_SIZE", "1"), ("LOCAL_WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
                             ("MASTER_PORT", str(_free_port())), ("VLLM_CPU_KVCACHE_SPACE", "1")):
             os.environ.setdefault(name, value)
-        if cache_dir is not None:
-            os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir))
+        # vLLM's cache (VLLM_CACHE_ROOT, if not set): `cache_dir`, else ours beside the offline models
+        os.environ.setdefault("VLLM_CACHE_ROOT", str(cache_dir or Path.home() / ".cache" / "rlhf-toolkit" / "vllm"))
         from vllm import LLM
 
         with _rng_kept():
@@ -136,6 +136,22 @@ class VLLMSampler:
             head = engine_model.lm_head
             head.quant_method.process_weights_after_loading(head)
         self.llm.reset_prefix_cache()
+
+    def sample_texts(self, tokenizer, prompts: Sequence, k: int, max_new_tokens: int, temperature: float,
+                     seed: int = 0) -> list[list[str]]:
+        """K responses per chat prompt, decoded and stripped as `alignment.generation.generate` returns them."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        from alignment.generation import chat_prompts
+
+        ids = tokenizer(chat_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"]
+        seeds = torch.randint(0, 2**31 - 1, (len(ids),), generator=torch.Generator().manual_seed(seed)).tolist()
+        params = [SamplingParams(n=k, temperature=temperature, max_tokens=max_new_tokens, seed=s, detokenize=False,
+                                 stop_token_ids=[tokenizer.eos_token_id], repetition_penalty=1.0) for s in seeds]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in ids], params, use_tqdm=True)
+        return [[t.strip() for t in tokenizer.batch_decode([list(o.token_ids) for o in out.outputs],
+                                                          skip_special_tokens=True)] for out in outputs]
 
     def sample(self, query_ids: torch.Tensor, query_mask: torch.Tensor, max_new_tokens: int, temperature: float,
                eos_token_id: int | Sequence[int], pad_token_id: int, top_k: int = 0,

@@ -27,6 +27,12 @@ SMOLLM2 = Path("~/.cache/rlhf-toolkit/models/smollm2-135m-instruct").expanduser(
 PROMPTS = ["say cat dog", "say one two three", "say red", "say moon sun blue the"]
 
 
+@pytest.fixture(autouse=True)
+def vllm_cache(tmp_path_factory, monkeypatch):
+    """vLLM's cache in the test's temporary folder, not under the home folder."""
+    monkeypatch.setenv("VLLM_CACHE_ROOT", str(tmp_path_factory.getbasetemp() / "vllm-cache"))
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """The PPO tiny world with a policy vLLM's CPU attention takes (head size 32; the default 16 it refuses)."""
@@ -151,3 +157,29 @@ def test_ppo_with_vllm_sampling_keeps_the_invariants(tmp_path, world, lora):
         assert m["rollout/sampler_logprob_gap"] < 1e-4
         assert m["time/weight_push_s"] >= 0
     assert metrics[-1]["objective/kl"] > 0  # the policy moved, and the engine followed it
+
+
+def test_candidates_without_the_extra_fail_in_one_line(world, monkeypatch):
+    import alignment.vllm_engine as engine
+    from reward.labeling import sample_candidates
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(engine.importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    with pytest.raises(UserError, match=r"^labels\.sample_engine=vllm needs the vllm extra: bash scripts/setup_vllm_env\.sh"):
+        sample_candidates(str(world[0]), [{"prompt": "say cat"}], engine="vllm")
+
+
+@needs_vllm
+def test_candidates_sampled_by_vllm_are_k_distinct_seeded_responses_per_prompt(world):
+    import json
+
+    from reward.labeling import sample_candidates
+
+    policy, prompts = world
+    rows = [json.loads(line) for line in prompts.read_text().splitlines()[:6]]
+    first, dropped = sample_candidates(str(policy), rows, k=4, max_new_tokens=8, seed=3, engine="vllm")
+    again, _ = sample_candidates(str(policy), rows, k=4, max_new_tokens=8, seed=3, engine="vllm")
+    assert first == again and first  # seeded
+    for row in first:
+        assert 2 <= len(row["responses"]) <= 4 and len(set(row["responses"])) == len(row["responses"])
+    assert len(first) + dropped["prompts with fewer than 2 distinct responses"] == len(rows)
