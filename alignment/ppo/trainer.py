@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from alignment.data.files import read_rows
 from alignment.errors import UserError
 from alignment.interrupt import checkpoint_written
-from alignment.models import load_tokenizer, pick_device, save_model, training_precision
+from alignment.models import load_tokenizer, pick_device, pick_dtype, save_model, training_precision
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
 from alignment.ppo.gae import compute_gae
@@ -214,6 +214,8 @@ def train_ppo(
                                                    "bf16" if precision.bf16_autocast else "no")
     world, rank, device = accelerator.num_processes, accelerator.process_index, accelerator.device
     local_batch, local_mini, micro = _check_sizes(recipe, world)
+    if cfg.rollout_engine == "vllm":  # before any model is loaded
+        _check_vllm(world)
     set_seed(recipe.seed, device_specific=True)  # each process samples differently
 
     # --- models: actor (+LoRA, + value head if shared), frozen reference (or the adapter switched off),
@@ -276,6 +278,11 @@ def train_ppo(
     n_iterations = max(cfg.total_episodes // cfg.rollout_batch_size, 1)
     unwrapped = accelerator.unwrap_model(actor)
     reference_ctx = lambda: reference_mode(unwrapped, reference)
+    # vLLM as the sampler: started after the models (it freezes torch's thread count), given the
+    # actor's weights now (a resumed run's are not the folder's) and after every optimiser phase
+    sampler = _vllm_sampler(recipe, policy_path, device, out) if cfg.rollout_engine == "vllm" else None
+    if sampler is not None:
+        sampler.push_weights(unwrapped)
 
     def evaluate(tag: int) -> dict:
         """Gold and KL on held-out prompts (main process); all processes wait for it."""
@@ -310,9 +317,13 @@ def train_ppo(
         actor.eval()  # dropout is off anyway; eval() also turns off gradient checkpointing's checks
         # under the update's autocast (if any), so that sampling, recomputation and update share numerics
         with torch.no_grad(), accelerator.autocast():
-            with unwrap_model_for_generation(actor, accelerator) as gen_model:
-                raw, sampler_logprobs = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens,
-                                                         cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)
+            if sampler is not None:  # vLLM draws the tokens; every logprob below is still the training model's
+                raw, sampler_logprobs = sampler.sample(query_ids, query_mask, cfg.max_new_tokens, cfg.temperature,
+                                                       eos, pad, cfg.top_k, cfg.top_p)
+            else:
+                with unwrap_model_for_generation(actor, accelerator) as gen_model:
+                    raw, sampler_logprobs = sample_responses(gen_model, query_ids, query_mask, cfg.max_new_tokens,
+                                                             cfg.temperature, eos, pad, cfg.top_k, cfg.top_p)
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
             bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
@@ -428,6 +439,10 @@ def train_ppo(
                         optimizer.step()
                         optimizer.zero_grad(set_to_none=True)
         t_learn = time.perf_counter() - t_learn
+        t_push = time.perf_counter()
+        if sampler is not None and train_actor:  # the next rollout samples from the policy just updated
+            sampler.push_weights(unwrapped)
+        t_push = time.perf_counter() - t_push
 
         # ---- 6. bookkeeping: adapt beta, log, guard, checkpoint, evaluate
         seq_kl = masked_sum(kl_estimate(logprobs, ref_logprobs, "k1"), mask, dim=1)
@@ -465,6 +480,8 @@ def train_ppo(
         metrics.update(first_minibatch)
         metrics.update({"objective/beta": beta, "episode": state.episodes, "iteration": state.iteration,
                         "time/iteration_s": elapsed, "speed/episodes_per_s": cfg.rollout_batch_size / elapsed})
+        if sampler is not None:
+            metrics["time/weight_push_s"] = t_push
         logger.log(state.iteration, metrics)
         bar.set_postfix(score=f"{metrics['objective/score']:.3f}", kl=f"{metrics['objective/kl']:.2f}")
         if cfg.sample_every and (iteration % cfg.sample_every == 0) and accelerator.is_main_process:
@@ -528,6 +545,26 @@ def _stop(reason: str, iteration: int, out: Path) -> None:
     last = ckpt.latest_checkpoint(out)
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
     raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
+
+
+def _check_vllm(world: int) -> None:
+    """ppo.rollout_engine=vllm: the extra is installed (one line naming it if not), and one process runs."""
+    from alignment.vllm_engine import require_vllm
+
+    require_vllm()
+    if world > 1:
+        raise UserError(f"ppo.rollout_engine=vllm runs in one process; this run has {world} (use ppo.rollout_engine=hf)")
+
+
+def _vllm_sampler(recipe: Recipe, policy_path: str, device, out: Path):
+    """The colocated vLLM engine for `ppo.rollout_engine=vllm`, in the rollout's dtype (bf16 for bfloat16);
+    its cache in the run folder (`.cache/vllm`), not the model folder and not the home folder."""
+    from alignment.vllm_engine import VLLMSampler
+
+    cfg = recipe.ppo
+    return VLLMSampler(policy_path, pick_dtype(cfg.dtype or recipe.model.dtype, device),
+                       max_model_len=cfg.max_prompt_length + cfg.max_new_tokens, seed=recipe.seed,
+                       cache_dir=out.parent / ".cache" / "vllm", max_num_seqs=cfg.rollout_batch_size)
 
 
 def _ptx_batches(recipe: Recipe, run: RunDir, tokenizer, batch_size: int, device):

@@ -89,6 +89,10 @@ class LabelsConfig(Section):
     candidates_per_prompt: int = option(4, help="Responses sampled per prompt (K).", ge=2)
     sample_temperature: float = option(1.0, help="Sampling temperature for candidates.", ge=0)
     max_new_tokens: int = option(32, help="Candidate length budget.", ge=1)
+    sample_engine: Literal["hf", "vllm"] = option(
+        "hf", help="What samples the candidates: 'hf' (transformers generate) or 'vllm' (needs the vllm extra, "
+        "scripts/setup_vllm_env.sh)."
+    )
     pairs_per_prompt: int = option(2, help="Pairs formed per prompt from the K candidates.", ge=1)
     overlap: int = option(1, help="Labelers per item.", ge=1)
     annotators: list[AnnotatorConfig] = option(

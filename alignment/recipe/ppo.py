@@ -57,6 +57,11 @@ class PPOConfig(Section):
     top_k: int = option(0, help="Top-k sampling (0: off).", ge=0)
     top_p: float = option(1.0, help="Nucleus sampling (1.0: off).", gt=0, le=1)
     max_new_tokens: int = option(32, help="Response length budget.", ge=1)
+    rollout_engine: Literal["hf", "vllm"] = option(
+        "hf", help="What samples the rollout: 'hf' (transformers generate) or 'vllm' (a vLLM engine in this process, "
+        "given the actor's weights after every optimiser phase, LoRA merged; needs the vllm extra, "
+        "scripts/setup_vllm_env.sh). Logprobs are recomputed by the training model either way, so the first ratio is 1."
+    )
     # --- score
     missing_eos_penalty: Optional[float] = option(
         -1.0, help="Score that replaces the reward model's for a response without EOS (None: no penalty).", unbounded=True,
