@@ -46,11 +46,14 @@ class RunDir:
             self._ensure_writable()
 
     def _ensure_writable(self) -> None:
+        """Create the folder and prove it takes a file, with a probe of this process's own: under
+        `accelerate launch` every process checks at once, and one shared probe name let one
+        process unlink the file another had just written (FileNotFoundError, seen in CI)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            handle, probe = tempfile.mkstemp(prefix=".write-test-", dir=self.root)
+            os.close(handle)
+            os.unlink(probe)
         except OSError as err:
             raise UserError(f"output directory {self.root} is not writable ({err.strerror})") from None
 

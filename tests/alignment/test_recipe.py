@@ -236,3 +236,30 @@ def test_processes_writing_the_same_recipe_at_once_all_succeed(tmp_path):
     assert not errors
     assert [p.name for p in tmp_path.iterdir()] == ["recipe.yaml"]
     assert load_recipe(str(tmp_path / "recipe.yaml"), []).output_dir == str(tmp_path)
+
+
+def test_processes_opening_the_same_run_folder_at_once_all_succeed(tmp_path):
+    """Under `accelerate launch` every process checks that runs/<name>/ is writable; with one shared
+    probe file, one process unlinked the probe another had just written, and its run stopped with
+    'not writable (No such file or directory)' (the two-process PPO test, in CI)."""
+    import threading
+
+    from alignment.run_dir import RunDir
+
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path / 'run'}"])
+    errors: list[BaseException] = []
+
+    def open_run() -> None:
+        try:
+            for _ in range(300):
+                RunDir(recipe)
+        except BaseException as err:  # noqa: BLE001 - any failure is the test's finding
+            errors.append(err)
+
+    threads = [threading.Thread(target=open_run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:1]
+    assert list((tmp_path / "run").iterdir()) == []  # no probe left behind
