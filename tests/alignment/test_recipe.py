@@ -1,10 +1,13 @@
 """The recipe: defaults, overrides, and rejections that name the key and the file."""
 
+import threading
+
 import pytest
 import yaml
 
 from alignment.errors import RecipeError
 from alignment.recipe import load_recipe, save_recipe
+from alignment.run_dir import RunDir
 
 
 @pytest.fixture
@@ -213,26 +216,32 @@ def test_defaults_and_shipped_recipes_are_within_their_ranges():
         load_recipe(path, SMOKE_OVERRIDES)
 
 
-def test_processes_writing_the_same_recipe_at_once_all_succeed(tmp_path):
-    """Under `accelerate launch` every process saves runs/<name>/recipe.yaml; a shared temporary
-    name made one rename fail with FileNotFoundError when another had just moved the file."""
-    import threading
 
-    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path}"])
+def errors_of_concurrent_calls(call, times: int, threads: int = 4) -> list[BaseException]:
+    """Run `call` `times` times in each of `threads` threads at once (as processes under
+    `accelerate launch` do); every exception any of them raised."""
     errors: list[BaseException] = []
 
-    def write() -> None:
+    def repeat() -> None:
         try:
-            for _ in range(100):
-                save_recipe(recipe, tmp_path / "recipe.yaml")
+            for _ in range(times):
+                call()
         except BaseException as err:  # noqa: BLE001 - any failure is the test's finding
             errors.append(err)
 
-    threads = [threading.Thread(target=write) for _ in range(4)]
-    for t in threads:
+    workers = [threading.Thread(target=repeat) for _ in range(threads)]
+    for t in workers:
         t.start()
-    for t in threads:
+    for t in workers:
         t.join()
+    return errors
+
+
+def test_processes_writing_the_same_recipe_at_once_all_succeed(tmp_path):
+    """Under `accelerate launch` every process saves runs/<name>/recipe.yaml; a shared temporary
+    name made one rename fail with FileNotFoundError when another had just moved the file."""
+    recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path}"])
+    errors = errors_of_concurrent_calls(lambda: save_recipe(recipe, tmp_path / "recipe.yaml"), times=100)
     assert not errors
     assert [p.name for p in tmp_path.iterdir()] == ["recipe.yaml"]
     assert load_recipe(str(tmp_path / "recipe.yaml"), []).output_dir == str(tmp_path)
@@ -242,24 +251,7 @@ def test_processes_opening_the_same_run_folder_at_once_all_succeed(tmp_path):
     """Under `accelerate launch` every process checks that runs/<name>/ is writable; with one shared
     probe file, one process unlinked the probe another had just written, and its run stopped with
     'not writable (No such file or directory)' (the two-process PPO test, in CI)."""
-    import threading
-
-    from alignment.run_dir import RunDir
-
     recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path / 'run'}"])
-    errors: list[BaseException] = []
-
-    def open_run() -> None:
-        try:
-            for _ in range(300):
-                RunDir(recipe)
-        except BaseException as err:  # noqa: BLE001 - any failure is the test's finding
-            errors.append(err)
-
-    threads = [threading.Thread(target=open_run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = errors_of_concurrent_calls(lambda: RunDir(recipe), times=300)
     assert not errors, errors[:1]
     assert list((tmp_path / "run").iterdir()) == []  # no probe left behind
