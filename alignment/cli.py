@@ -50,6 +50,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "made generation 5-10x slower; set RLHF_THREADS (or OMP_NUM_THREADS) to choose. "
         "Precision: model.dtype=bfloat16 on a CPU trains fp32 weights under bf16 autocast and generates with bf16 "
         "weights, 2-2.7x faster where the CPU has AVX512-BF16 or AMX, 4-11x slower where it has neither; "
+        "model.dtype=bfloat16-if-native picks bf16 only where it is native (fp32 elsewhere); "
         "ppo.dtype overrides it for PPO alone.",
     )
     sub = parser.add_subparsers(dest="command", metavar="<command>")

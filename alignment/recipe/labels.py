@@ -33,7 +33,8 @@ class AIJudgeConfig(Section):
         None, help="Judge model: a causal LM folder, hub id or offline:<name> (scored by the logprobs of the verdict "
         "tokens), or a reward-model folder (scored by its reward difference). None: the recipe's base model."
     )
-    dtype: str = option("bfloat16", help="Judge weights' dtype (bfloat16 is fine for judging; float32 to be exact).")
+    dtype: str = option("bfloat16-if-native", help="Judge weights' dtype (see model.dtype; bfloat16 is fine for "
+                       "judging where it is native, float32 to be exact).")
     template: str = option(
         JUDGE_TEMPLATE, help="Judge prompt (the user turn, rendered with the judge's chat template); must contain "
         "{prompt}, {a}, {b}; {principles} is replaced by the principles, one per line."
@@ -58,7 +59,7 @@ class CritiqueConfig(Section):
     principles: str = option("configs/principles/helpful_harmless.yaml",
                              help="Principles file: a YAML list of {name, description, critique, revision}.")
     model: Optional[str] = option(None, help="Model that answers, critiques and revises. None: the recipe's base model.")
-    dtype: str = option("bfloat16", help="Its weights' dtype.")
+    dtype: str = option("bfloat16-if-native", help="Its weights' dtype (see model.dtype).")
     prompts: int = option(64, help="Prompts of the suite's prompts split (first N, or balanced by labels.balance_by).", ge=1)
     prompts_file: Optional[str] = option(None, help="Prompt rows to use instead of suite:prompts.")
     rounds: int = option(1, help="Critique-then-revise rounds (K); each round revises the previous revision.", ge=1)

@@ -21,10 +21,11 @@ class ModelConfig(Section):
     )
     tokenizer_name_or_path: Optional[str] = option(None, help="Tokenizer, if not the model's own.")
     revision: Optional[str] = option(None, help="Hub revision (branch, tag or commit).")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = option(
-        "auto", help="Weights dtype; 'auto' is bfloat16 on a GPU that supports it, float32 on CPU. bfloat16 on a "
-        "CPU: training stages keep fp32 weights under bf16 autocast, generation and scoring use bf16 weights "
-        "(2-2.7x faster with AVX512-BF16/AMX, much slower without)."
+    dtype: Literal["auto", "bfloat16-if-native", "float32", "bfloat16", "float16"] = option(
+        "auto", help="Weights dtype; 'auto' is bfloat16 on a GPU that supports it, float32 on CPU; "
+        "'bfloat16-if-native' is bfloat16 on such a GPU and on a CPU with AVX512-BF16 or AMX, float32 elsewhere. "
+        "bfloat16 on a CPU: training stages keep fp32 weights under bf16 autocast, generation and scoring use "
+        "bf16 weights (2-2.7x faster with AVX512-BF16/AMX, 4-11x slower without)."
     )
     trust_remote_code: bool = option(False, help="Allow model code from the hub (off by default).")
     attn_implementation: Optional[str] = option(None, help="e.g. 'sdpa' or 'flash_attention_2'.")

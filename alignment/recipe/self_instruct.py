@@ -31,7 +31,7 @@ class SelfInstructConfig(Section):
         None, help="Model that writes instructions and responses: a folder, hub id or offline:<name>. "
         "None: the recipe's base model (the policy)."
     )
-    dtype: str = option("bfloat16", help="The generator's weights' dtype.")
+    dtype: str = option("bfloat16-if-native", help="The generator's weights' dtype (see model.dtype).")
     rounds: int = option(2, help="Rounds; the pool grows by each round's kept instructions.", ge=1)
     per_round: int = option(64, help="Instructions proposed per round (before filtering).", ge=1)
     in_context: int = option(4, help="Examples shown per proposal, sampled from the pool.", ge=1)

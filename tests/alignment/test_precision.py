@@ -1,5 +1,7 @@
 """model.dtype on a CPU: what a training stage loads and whether it autocasts (alignment.models)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -32,3 +34,15 @@ def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
     assert not models.cpu_has_native_bf16()
     with pytest.warns(UserWarning, match="emulated"):
         assert models.pick_dtype("bfloat16", CPU) == torch.bfloat16
+
+
+def test_bf16_if_native_follows_the_cpu(monkeypatch):
+    """'bfloat16-if-native': bf16 (under autocast for training) where the CPU computes it, fp32 and no warning where it would be emulated."""
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: True)
+    assert models.pick_dtype(models.BF16_WHERE_NATIVE, CPU) == torch.bfloat16
+    assert models.training_precision(models.BF16_WHERE_NATIVE, CPU) == models.Precision(torch.float32, True)
+    monkeypatch.setattr(models, "cpu_has_native_bf16", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert models.pick_dtype(models.BF16_WHERE_NATIVE, CPU) == torch.float32
+    assert models.training_precision(models.BF16_WHERE_NATIVE, CPU) == models.Precision(torch.float32, False)

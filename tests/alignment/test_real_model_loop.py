@@ -32,8 +32,6 @@ TINY = [
     "ppo.save_every=0",
     "dpo.max_steps=2", "dpo.batch_size=2", "dpo.save_steps=1000",
     "eval.max_prompts_per_set=2", "eval.kl_prompts=2", "eval.bootstrap_samples=100", "eval.max_new_tokens=8",
-    # the recipe's bf16 where this CPU multiplies bf16 in hardware; elsewhere emulated bf16 would take most of CI
-    f"model.dtype={'bfloat16' if cpu_has_native_bf16() else 'float32'}",
 ]
 
 pytestmark = [pytest.mark.slow, needs_smollm2]
