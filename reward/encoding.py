@@ -11,14 +11,19 @@ was trained on:
   never from `pad_token_id`: transformers' own pooling looks for the last non-pad id and so
   skips a final EOS whenever pad == eos, which many tokenizers use;
 - position ids are computed from the attention mask, so that a left-padded sequence gets the
-  same positions, hence the same reward, as when it is alone in its batch.
+  same positions, hence the same reward, as when it is alone in its batch;
+- in training, the responses of one prompt share its tokens: `shared_prefix_rewards` reads
+  that prefix once and gives each response a copy of its key/value cache, for the same
+  rewards (and gradients) as reading every conversation whole.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+from transformers import DynamicCache
 
 from alignment.data.rows import prompt_messages
 
@@ -89,5 +94,74 @@ def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         use_cache=False,
     ).last_hidden_state
     last = last_token_index(attention_mask)
+    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return head(pooled).squeeze(-1)
+
+
+def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    """Tokens every sequence starts with, leaving each at least one token of its own (where
+    its reward is read). For a prompt's responses this is the rendered prompt and whatever
+    the responses happen to begin with."""
+    first, limit = seqs[0], min(len(s) for s in seqs) - 1
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return n
+
+
+@dataclass
+class PrefixBatch:
+    """Groups of sequences that each share a prefix, as the two padded batches
+    `shared_prefix_rewards` reads: prefixes left-padded (one row per group), the rest of each
+    sequence right-padded (one row per sequence), and each sequence's group."""
+
+    prefix_ids: torch.Tensor
+    prefix_mask: torch.Tensor
+    suffix_ids: torch.Tensor
+    suffix_mask: torch.Tensor
+    group: torch.Tensor
+
+    @classmethod
+    def of(cls, groups: Sequence[Sequence[Sequence[int]]], pad_id: int) -> "PrefixBatch":
+        """Split each group at its common prefix; every group must share at least one token
+        (a chat template's opening always is), else ValueError."""
+        prefixes, suffixes, group = [], [], []
+        for g, seqs in enumerate(groups):
+            n = common_prefix_length(seqs)
+            if n == 0:
+                raise ValueError(f"group {g}: its sequences share no first token")
+            prefixes.append(list(seqs[0][:n]))
+            suffixes += [list(s[n:]) for s in seqs]
+            group += [g] * len(seqs)
+        prefix_ids, prefix_mask = pad_sequences(prefixes, pad_id, "left")
+        suffix_ids, suffix_mask = pad_sequences(suffixes, pad_id, "right")
+        return cls(prefix_ids, prefix_mask, suffix_ids, suffix_mask, torch.tensor(group, dtype=torch.long))
+
+
+def shared_prefix_rewards(model, batch: PrefixBatch) -> torch.Tensor:
+    """One scalar reward per sequence, reading each group's shared prefix once.
+
+    The prefixes run through the backbone with a cache; each sequence then continues from
+    its group's cached keys and values, at the positions it would have had whole. Autograd
+    flows through the cache, so the prefix's tokens get the summed gradient of all their
+    group's sequences, exactly as when each conversation is read whole. With K responses of
+    a ~53-token prompt and ~10-token answers this reads ~2.7x fewer tokens.
+    """
+    backbone, head = _head_and_backbone(model)
+    cache = DynamicCache(config=backbone.config)
+    backbone(input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask,
+             position_ids=position_ids_from_mask(batch.prefix_mask), cache=cache, use_cache=True)
+    cache.batch_select_indices(batch.group)  # row i: a copy of its group's prefix cache
+    prefix_mask = batch.prefix_mask[batch.group]
+    prefix_len = prefix_mask.sum(dim=1, keepdim=True)
+    position_ids = prefix_len + position_ids_from_mask(batch.suffix_mask)
+    hidden = backbone(
+        input_ids=batch.suffix_ids,
+        attention_mask=torch.cat([prefix_mask, batch.suffix_mask], dim=1),
+        position_ids=position_ids,
+        cache=cache,
+        use_cache=True,
+    ).last_hidden_state
+    last = last_token_index(batch.suffix_mask)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     return head(pooled).squeeze(-1)

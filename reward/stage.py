@@ -180,7 +180,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     trainer = BradleyTerryTrainer(
         model=model,
         args=args,
-        data_collator=PairCollator(tokenizer.pad_token_id),
+        data_collator=PairCollator(tokenizer.pad_token_id, share_prefix=cfg.share_prompt_prefix and not cfg.gradient_checkpointing),
         train_dataset=Dataset.from_list(train_tok),
         eval_dataset=Dataset.from_list(eval_tok) if eval_tok else None,
         processing_class=tokenizer,

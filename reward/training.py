@@ -12,14 +12,15 @@ accelerate) and override only:
    when pad == eos);
 3. the batching: all comparisons of a prompt form one example and each distinct response
    is scored once (InstructGPT; `reward.comparisons.tokenize`), where TRL scores every
-   pair's two sequences;
+   pair's two sequences; and the prompt those responses share is read once, its key/value
+   cache copied to each (`reward.encoding.shared_prefix_rewards`);
 4. the held-out accuracy: the exact fraction of strict pairs ranked right (TRL averages
    per-batch means), which is the metric early stopping watches.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 from trl import RewardConfig as TRLRewardConfig
@@ -27,27 +28,45 @@ from trl import RewardTrainer
 
 from alignment.models import warmup_arguments
 from reward.bradley_terry import bradley_terry_loss
-from reward.encoding import pad_sequences, sequence_rewards
+from reward.encoding import PrefixBatch, pad_sequences, sequence_rewards, shared_prefix_rewards
 
 
 @dataclass
 class PairCollator:
-    """Every response of the batch's examples in one right-padded batch, and the pairs as
-    indices into it (see `reward.comparisons.tokenize`), with margin, weight and target."""
+    """Every response of the batch's examples, and the pairs as indices into them (see
+    `reward.comparisons.tokenize`), with margin, weight and target.
+
+    `share_prefix`: each example's responses as its shared prompt prefix plus their own
+    tokens (`PrefixBatch`), read by `shared_prefix_rewards`; else one right-padded batch of
+    whole conversations. Same rewards either way; sharing reads ~2.7x fewer tokens on the
+    SmolLM2 recipe.
+    """
 
     pad_token_id: int
+    share_prefix: bool = True
 
     def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         seqs, pairs = [], []
         for e in examples:
             pairs += [[len(seqs) + c, len(seqs) + r] for c, r in e["pairs"]]
             seqs += e["input_ids"]
-        input_ids, attention_mask = pad_sequences(seqs, self.pad_token_id, "right")
-        batch = {"input_ids": input_ids, "attention_mask": attention_mask,
-                 "pairs": torch.tensor(pairs, dtype=torch.long)}
+        if self.share_prefix:
+            prefix = PrefixBatch.of([e["input_ids"] for e in examples], self.pad_token_id)
+            batch = dict(vars(prefix))
+        else:
+            input_ids, attention_mask = pad_sequences(seqs, self.pad_token_id, "right")
+            batch = {"input_ids": input_ids, "attention_mask": attention_mask}
+        batch["pairs"] = torch.tensor(pairs, dtype=torch.long)
         for key in ("margin", "weight", "target"):
             batch[key] = torch.tensor([float(v) for e in examples for v in e[key]], dtype=torch.float)
         return batch
+
+
+def batch_rewards(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The reward of every response in a `PairCollator` batch, by whichever layout it has."""
+    if "group" in inputs:
+        return shared_prefix_rewards(model, PrefixBatch(**{f.name: inputs[f.name] for f in fields(PrefixBatch)}))
+    return sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"])
 
 
 class BradleyTerryTrainer(RewardTrainer):
@@ -62,7 +81,7 @@ class BradleyTerryTrainer(RewardTrainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         mode = "train" if self.model.training else "eval"
-        rewards = sequence_rewards(model, inputs["input_ids"], inputs["attention_mask"])
+        rewards = batch_rewards(model, inputs)
         r_chosen, r_rejected = rewards[inputs["pairs"][:, 0]], rewards[inputs["pairs"][:, 1]]
         loss = bradley_terry_loss(
             r_chosen, r_rejected,
@@ -102,6 +121,7 @@ def trl_args(cfg, output_dir: str, seed: int, n_train: int, has_eval: bool, bf16
         **warmup_arguments(cfg.warmup_ratio),
         weight_decay=cfg.weight_decay,
         max_grad_norm=1.0,
+        gradient_checkpointing=cfg.gradient_checkpointing,  # TRL's RewardConfig turns it on by default
         center_rewards_coefficient=cfg.center_rewards_coefficient,
         max_length=None,  # over-long pairs are dropped and counted before training
         remove_unused_columns=True,

@@ -38,6 +38,12 @@ class RewardConfig(Section):
     eval_steps: int = option(50, help="Evaluate (and checkpoint) every N steps.", ge=1)
     logging_steps: int = option(10, help="Log every N steps.", ge=1)
     lora: LoraConfig = option(LoraConfig(), help="Parameter-efficient training.")
+    share_prompt_prefix: bool = option(
+        True, help="Read the prompt a prompt's responses share once per step and copy its key/value cache to each "
+        "response (same rewards and gradients, fewer tokens). Needs a model with a standard KV cache; off with "
+        "gradient_checkpointing, which drops caches."
+    )
+    gradient_checkpointing: bool = option(False, help="Trade compute for memory (TRL's RewardConfig default is on).")
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
     normalize_samples: int = option(256, help="Reference (SFT) responses scored to compute the reward mean and std.", ge=2)
     category_column: Optional[str] = option(

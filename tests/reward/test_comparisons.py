@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from alignment.data.rows import expand_ranking
 from alignment.errors import DataError
@@ -80,10 +81,13 @@ def test_comparisons_of_a_prompt_share_one_example_and_each_response_is_encoded_
     examples = tokenize(prepare(rows), tok, max_length=None)
     assert [len(e["input_ids"]) for e in examples] == [3, 2]
     assert examples[0]["pairs"] == [[0, 1], [1, 0], [0, 2]] and examples[0]["weight"] == [1.0, 1.0, 0.5]
-    batch = PairCollator(tok.pad_token_id)(examples)
+    batch = PairCollator(tok.pad_token_id, share_prefix=False)(examples)
     assert batch["input_ids"].shape[0] == 5
     assert batch["pairs"].tolist() == [[0, 1], [1, 0], [0, 2], [3, 4]]  # offsets into the flat batch
     assert batch["margin"].tolist() == [0.0, 0.0, 0.0, 1.0]
+    shared = PairCollator(tok.pad_token_id)(examples)  # the default: one prompt prefix per example
+    assert shared["prefix_ids"].shape[0] == 2 and shared["suffix_ids"].shape[0] == 5
+    assert shared["group"].tolist() == [0, 0, 0, 1, 1] and torch.equal(shared["pairs"], batch["pairs"])
     # a prompt with more distinct responses than max_group is split (w3 is then encoded in both)
     many = [{"prompt": "p", "chosen": f"w{i}", "rejected": f"w{i + 1}"} for i in range(6)]
     split = tokenize(prepare(many), tok, max_length=None, max_group=4)
