@@ -39,6 +39,7 @@ from pathlib import Path
 
 import torch
 from peft import get_peft_model
+from transformers import AutoTokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -53,7 +54,6 @@ from reward.bradley_terry import bradley_terry_loss  # noqa: E402
 from reward.comparisons import Comparisons, tokenize  # noqa: E402
 from reward.stage import reward_model_to_train  # noqa: E402
 from reward.training import PairCollator, batch_rewards  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
 
 CONTENDERS = {"whole+ckpt": (False, True), "whole": (False, False), "shared": (True, False)}
 """name: (share the prompt prefix, gradient checkpointing)"""

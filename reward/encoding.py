@@ -93,6 +93,11 @@ def sequence_rewards(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         position_ids=position_ids_from_mask(attention_mask),
         use_cache=False,
     ).last_hidden_state
+    return _score_last_token(head, hidden, attention_mask)
+
+
+def _score_last_token(head, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The score head at each row's last real token (where `attention_mask` ends)."""
     last = last_token_index(attention_mask)
     pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     return head(pooled).squeeze(-1)
@@ -144,8 +149,9 @@ def shared_prefix_rewards(model, batch: PrefixBatch) -> torch.Tensor:
     The prefixes run through the backbone with a cache; each sequence then continues from
     its group's cached keys and values, at the positions it would have had whole. Autograd
     flows through the cache, so the prefix's tokens get the summed gradient of all their
-    group's sequences, exactly as when each conversation is read whole. With K responses of
-    a ~53-token prompt and ~10-token answers this reads ~2.7x fewer tokens.
+    group's sequences, exactly as when each conversation is read whole. On SmolLM2 with 4
+    suite responses per prompt it read 304 tokens per step instead of 931
+    (bench/reward_prefix_sharing.py).
     """
     backbone, head = _head_and_backbone(model)
     cache = DynamicCache(config=backbone.config)
@@ -162,6 +168,4 @@ def shared_prefix_rewards(model, batch: PrefixBatch) -> torch.Tensor:
         cache=cache,
         use_cache=True,
     ).last_hidden_state
-    last = last_token_index(batch.suffix_mask)
-    pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    return head(pooled).squeeze(-1)
+    return _score_last_token(head, hidden, batch.suffix_mask)

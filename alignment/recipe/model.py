@@ -7,6 +7,9 @@ from typing import Literal, Optional
 
 from alignment.recipe.base import Section, option
 
+DtypeName = Literal["auto", "bfloat16-if-native", "float32", "bfloat16", "float16"]
+"""What `model.dtype` (and `ppo.dtype`) accept; `alignment.models.pick_dtype` says what each means."""
+
 OFFLINE_MODEL = "offline:tiny-llama"
 
 
@@ -21,7 +24,7 @@ class ModelConfig(Section):
     )
     tokenizer_name_or_path: Optional[str] = option(None, help="Tokenizer, if not the model's own.")
     revision: Optional[str] = option(None, help="Hub revision (branch, tag or commit).")
-    dtype: Literal["auto", "bfloat16-if-native", "float32", "bfloat16", "float16"] = option(
+    dtype: DtypeName = option(
         "auto", help="Weights dtype; 'auto' is bfloat16 on a GPU that supports it, float32 on CPU; "
         "'bfloat16-if-native' is bfloat16 on such a GPU and on a CPU with AVX512-BF16 or AMX, float32 elsewhere. "
         "bfloat16 on a CPU: training stages keep fp32 weights under bf16 autocast, generation and scoring use "

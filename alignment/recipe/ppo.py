@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Optional
 
 from alignment.recipe.base import Section, option
+from alignment.recipe.model import DtypeName
 from alignment.recipe.sft import LoraConfig
 
 
@@ -33,7 +34,7 @@ class PPOConfig(Section):
         "reward", help="Initialise the separate critic from the reward model (needs the same tokenizer) or from the "
         "policy. Ignored with critic=shared (the value head starts at zero on the actor's trunk)."
     )
-    dtype: Optional[Literal["auto", "bfloat16-if-native", "float32", "bfloat16", "float16"]] = option(
+    dtype: Optional[DtypeName] = option(
         None, help="Precision of PPO's rollout and update (default: model.dtype). bfloat16 on a CPU is fp32 weights "
         "under bf16 autocast, 2-2.5x faster where the CPU has AVX512-BF16/AMX, but its sampler drifts about 0.04 "
         "nats/token from the recomputed logprobs (fp32: 1e-5); the update recomputes them, so the first ratio is 1 either way."
