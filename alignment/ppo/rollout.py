@@ -246,15 +246,3 @@ def forward_in_update_shapes(fn, order: torch.Tensor, bounds: torch.Tensor, micr
             out[rows, :width] = part
     return tuple(outs) if len(outs) > 1 else outs[0]
 
-
-@torch.no_grad()
-def forward_in_chunks(fn, n: int, chunk: int, *tensors: torch.Tensor):
-    """fn over row chunks of `tensors`, concatenated: bounds memory for big rollouts.
-
-    `fn` returns a tensor, or a tuple of tensors (each is concatenated over the chunks).
-    """
-    parts = [fn(*(t[i : i + chunk] for t in tensors)) for i in range(0, n, chunk)]
-    if isinstance(parts[0], tuple):
-        return tuple(torch.cat(column, dim=0) for column in zip(*parts))
-    return torch.cat(parts, dim=0)
-

@@ -48,7 +48,6 @@ from alignment.ppo.rollout import (
     decode_responses,
     encode_prompts,
     eos_ids,
-    forward_in_chunks,
     forward_in_update_shapes,
     left_pad,
     padding_bounds,
@@ -335,9 +334,10 @@ def train_ppo(
                 values = in_update_shapes(lambda *t: value_forward(critic, *t))
             else:  # one forward of the actor gives both
                 logprobs, values = in_update_shapes(lambda *t: policy_value_forward(actor, *t, cfg.temperature)[:2])
-            chunk = min(local_batch, max(local_mini, 64))  # big no-grad batches, bounded memory
+            # the reference in the same shapes: a matmul's rounding depends on its batch's shape (on an AVX2
+            # CPU even in fp32), so only equal shapes make KL exactly 0 while the policy is the reference
             with reference_ctx() as ref_model:
-                ref_logprobs = forward_in_chunks(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0], local_batch, chunk, *tensors)
+                ref_logprobs = in_update_shapes(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0])
         texts = decode_responses(tokenizer, response_ids, response_mask)
 
         # ---- 2. score: normalised reward-model score, clipped, missing-EOS penalty
