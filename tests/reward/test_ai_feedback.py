@@ -67,8 +67,9 @@ def test_the_ai_annotator_labels_through_the_store_and_can_be_left_out_of_the_ex
     cid = _campaign(svc, n=5, overlap=3, gold=[{"prompt": "g", "responses": ["good g", "bad g"], "gold": 0}])
     stats = ai_label_campaign(svc, cid, FakeJudge(prefers_good), AIJudgeConfig(name="judge", batch_size=4),
                               progress=False)
-    assert stats["judgments"] == 6 and stats["choices"] == {"A": stats["choices"].get("A", 0),
-                                                            "B": 6 - stats["choices"].get("A", 0)}
+    # the display order is shuffled per assignment, so the A/B split varies; a tie never happens
+    assert stats["judgments"] == 6 and set(stats["choices"]) <= {"A", "B"}
+    assert sum(stats["choices"].values()) == 6
     user = svc.get_user_by_name("judge")
     assert user.kind == "ai" and user.simulated and svc.user_profile("judge")["judge"] == "fake"
     assert svc.user_profile("judge")["principles"][0]["name"] == "correct"
