@@ -28,6 +28,7 @@ from transformers.utils import ModelOutput
 
 from alignment.errors import UserError
 from alignment.models import disable_dropout, load_policy, lora_config
+from alignment.ppo.frozen_trunk import decoder_of
 from alignment.ppo.masks import position_ids_from_mask
 from alignment.recipe.model import ModelConfig
 from alignment.recipe.ppo import PPOConfig
@@ -66,9 +67,12 @@ class ValueModel(torch.nn.Module):
     def head(self) -> torch.nn.Module:
         return self.model.score
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                inputs_embeds: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """One value per position; `inputs_embeds` instead of `input_ids` when the frozen trunk is shared."""
         hidden = self.backbone(
             input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
@@ -128,8 +132,8 @@ class PolicyWithValueHead(torch.nn.Module):
         torch.nn.init.zeros_(self.value_head.weight)
         torch.nn.init.zeros_(self.value_head.bias)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int = 0,
-                train_trunk: bool = True, **kwargs) -> "PolicyValueOutput":
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
+                logits_to_keep: int = 0, train_trunk: bool = True, **kwargs) -> "PolicyValueOutput":
         """`train_trunk=False` (critic warm-up) runs the policy without autograd: only the head gets a gradient."""
         # The value reads what the LM head reads: the final hidden states (after the last norm), at
         # the kept positions. A hook on the head's input takes that one tensor; asking the model for
@@ -203,10 +207,26 @@ def load_critic(path: str, model_cfg: ModelConfig, cfg: PPOConfig, device: torch
                         dtype=dtype)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
+    if cfg.critic_trainable_layers is not None:
+        freeze_lower_blocks(model, cfg.critic_trainable_layers)
     critic = ValueModel(model)
     if reward_stats is not None:
         critic.normalise_scores(reward_stats)
     return critic
+
+
+def freeze_lower_blocks(model, trainable: int) -> None:
+    """Freeze the embeddings and every decoder block but the last `trainable` (heads stay trainable)."""
+    decoder = decoder_of(model)
+    if decoder is None:
+        raise UserError(f"ppo.critic_trainable_layers: {type(model).__name__} has no decoder laid out as "
+                        "embed_tokens / layers / norm (Llama, Mistral, Qwen, ...); leave it unset")
+    depth = len(decoder.layers)
+    if trainable > depth:
+        raise UserError(f"ppo.critic_trainable_layers={trainable}, but the critic has only {depth} blocks")
+    decoder.embed_tokens.requires_grad_(False)
+    for layer in decoder.layers[: depth - trainable]:
+        layer.requires_grad_(False)
 
 
 def check_critic_tokenizer(critic_path: str, policy_tokenizer) -> None:

@@ -23,6 +23,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from alignment.generation import chat_prompts, generate_ids
+from alignment.ppo.frozen_trunk import TrunkInput, top_blocks_only
 from alignment.ppo.losses import entropy_from_logits, logprobs_of
 from alignment.ppo.masks import position_ids_from_mask
 
@@ -140,6 +141,7 @@ def policy_forward(
     temperature: float,
     with_entropy: bool = False,
     entropy_grad: bool = True,
+    trunk: Optional[TrunkInput] = None,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Logprobs [B, R] of the response tokens at temperature T (and per-token entropy).
 
@@ -147,10 +149,11 @@ def policy_forward(
     own next-token predictions are never needed, and the LM head is the widest matmul. The
     last response token is not fed at all: nothing predicted from it is needed, and in a
     causal model it changes no earlier position. `entropy_grad=False` computes the entropy
-    outside autograd (for logging, when it is not part of the loss).
+    outside autograd (for logging, when it is not part of the loss). With `trunk`, the forward
+    starts from the shared frozen blocks' hidden states (`alignment.ppo.frozen_trunk`).
     """
     logprobs, _, entropy = _response_forward(model, query_ids, query_mask, response_ids, response_mask, temperature,
-                                             with_entropy, entropy_grad)
+                                             with_entropy, entropy_grad, trunk)
     return logprobs, entropy
 
 
@@ -165,23 +168,28 @@ def policy_value_forward(model, *args, train_trunk: bool = True, **kwargs):
     return _response_forward(model, *args, train_trunk=train_trunk, **kwargs)
 
 
+def fed_inputs(query_ids, query_mask, response_ids, response_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) a forward over the episodes reads: the prompt and every response token but the last."""
+    return torch.cat([query_ids, response_ids[:, :-1]], dim=1), torch.cat([query_mask, response_mask[:, :-1]], dim=1)
+
+
 def _response_forward(model, query_ids, query_mask, response_ids, response_mask, temperature, with_entropy=False,
-                      entropy_grad=True, **model_kwargs):
+                      entropy_grad=True, trunk: Optional[TrunkInput] = None, **model_kwargs):
     """(logprobs, values or None, entropy or None) over the response positions; see policy_forward."""
     R = response_ids.shape[1]
     if R == 0:
         empty = response_ids.new_zeros((response_ids.shape[0], 0), dtype=torch.float32)
         return empty, empty, (empty if with_entropy else None)
-    ids = torch.cat([query_ids, response_ids[:, :-1]], dim=1)
-    mask = torch.cat([query_mask, response_mask[:, :-1]], dim=1)
-    out = model(
-        input_ids=ids,
-        attention_mask=mask,
-        position_ids=position_ids_from_mask(mask),
-        logits_to_keep=R,
-        use_cache=False,
-        **model_kwargs,
-    )
+    ids, mask = fed_inputs(query_ids, query_mask, response_ids, response_mask)
+    with top_blocks_only(model, trunk) as feed:
+        out = model(
+            **(feed or {"input_ids": ids}),
+            attention_mask=mask,
+            position_ids=position_ids_from_mask(mask),
+            logits_to_keep=R,
+            use_cache=False,
+            **model_kwargs,
+        )
     logits = out.logits.float()
     logprobs = logprobs_of(logits, response_ids, temperature)
     entropy = None
@@ -191,17 +199,18 @@ def _response_forward(model, query_ids, query_mask, response_ids, response_mask,
     return logprobs, out.get("value"), entropy
 
 
-def value_forward(critic, query_ids, query_mask, response_ids, response_mask) -> torch.Tensor:
+def value_forward(critic, query_ids, query_mask, response_ids, response_mask,
+                  trunk: Optional[TrunkInput] = None) -> torch.Tensor:
     """V [B, R]: the value of the state just before each response token is chosen.
 
     The last response token is not fed: no value is read after it (see policy_forward).
     """
     if response_ids.shape[1] == 0:
         return response_ids.new_zeros((response_ids.shape[0], 0), dtype=torch.float32)
-    ids = torch.cat([query_ids, response_ids[:, :-1]], dim=1)
-    mask = torch.cat([query_mask, response_mask[:, :-1]], dim=1)
+    ids, mask = fed_inputs(query_ids, query_mask, response_ids, response_mask)
     P = query_ids.shape[1]
-    return critic(ids, mask)[:, P - 1 :]
+    with top_blocks_only(critic, trunk) as feed:
+        return critic(**(feed or {"input_ids": ids}), attention_mask=mask)[:, P - 1 :]
 
 
 def decode_responses(tokenizer, response_ids: torch.Tensor, response_mask: torch.Tensor) -> list[str]:
@@ -222,8 +231,9 @@ def eos_ids(tokenizer, model=None) -> list[int]:
 @torch.no_grad()
 def forward_in_update_shapes(fn, order: torch.Tensor, bounds: torch.Tensor, micro: int, query_ids: torch.Tensor,
                              query_mask: torch.Tensor, response_ids: torch.Tensor, response_mask: torch.Tensor):
-    """fn over the micro-batches of `order`, each trimmed of its all-padding columns exactly as the update
-    trims it (`Episodes.select(...).trimmed(...)`), outputs scattered back to their rows [N, R].
+    """fn(rows, first, query_ids, query_mask, response_ids, response_mask) over the micro-batches of `order`
+    (their `rows`, their tensors trimmed of the all-padding columns exactly as the update trims them,
+    `Episodes.select(...).trimmed(...)`, prompt columns from `first`), outputs scattered back to their rows [N, R].
 
     In bf16 a matmul's rounding depends on the shape of the batch it runs in: old logprobs
     computed over other batches than the update's differed from the update's own by about
@@ -237,7 +247,7 @@ def forward_in_update_shapes(fn, order: torch.Tensor, bounds: torch.Tensor, micr
     for start in range(0, n, micro):
         rows = order[start : start + micro]
         first, width = padding_extent(bounds[rows.cpu()])
-        parts = fn(query_ids[rows, first:], query_mask[rows, first:], response_ids[rows, :width],
+        parts = fn(rows, first, query_ids[rows, first:], query_mask[rows, first:], response_ids[rows, :width],
                    response_mask[rows, :width])
         parts = parts if isinstance(parts, tuple) else (parts,)
         if outs is None:

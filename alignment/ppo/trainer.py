@@ -34,6 +34,7 @@ from alignment.interrupt import checkpoint_written
 from alignment.models import load_tokenizer, pick_device, pick_dtype, save_model, training_precision
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
+from alignment.ppo.frozen_trunk import TrunkCache, frozen_block_count, same_lower_blocks, split_matches_whole
 from alignment.ppo.gae import compute_gae
 from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
 from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
@@ -48,6 +49,7 @@ from alignment.ppo.rollout import (
     decode_responses,
     encode_prompts,
     eos_ids,
+    fed_inputs,
     forward_in_update_shapes,
     left_pad,
     padding_bounds,
@@ -246,7 +248,8 @@ def train_ppo(
     ptx_batches = _ptx_batches(recipe, run, tokenizer, micro, device) if cfg.ptx_coef > 0 else None
 
     if separate:
-        actor_params, critic_params = [p for p in actor.parameters() if p.requires_grad], list(critic.parameters())
+        actor_params = [p for p in actor.parameters() if p.requires_grad]
+        critic_params = [p for p in critic.parameters() if p.requires_grad]
     else:  # critic_learning_rate is the value head's
         actor_params, critic_params = actor.trunk_parameters(), list(actor.value_head.parameters())
     optimizer = _adamw(
@@ -282,6 +285,8 @@ def train_ppo(
     sampler = _vllm_sampler(recipe, policy_path, device, out) if cfg.rollout_engine == "vllm" else None
     if sampler is not None:
         sampler.push_weights(unwrapped)
+    trunk_blocks, critic_shares_trunk = _shared_trunk(cfg, unwrapped, accelerator.unwrap_model(critic) if separate else None,
+                                                      encoded, pad, device, accelerator.print)
 
     def evaluate(tag: int) -> dict:
         """Gold and KL on held-out prompts (main process); all processes wait for it."""
@@ -326,18 +331,27 @@ def train_ppo(
             response_ids, response_mask, has_eos = truncate_after_eos(raw, eos, pad)
             tensors = (query_ids, query_mask, response_ids, response_mask)
             bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
-            # the old logprobs and values in the first epoch's micro-batches, in the shapes the update gives them
+            # the frozen lower blocks' hidden states, once for every forward below and in the update
+            trunks = (TrunkCache(unwrapped, trunk_blocks, local_batch, query_ids.shape[1], response_ids.shape[1])
+                      if trunk_blocks and response_ids.shape[1] else None)
+
+            def score_tokens(rows, first, *t):
+                """(logprobs, values, reference logprobs) of one micro-batch."""
+                trunk = trunks.fill(rows, first, *fed_inputs(*t)) if trunks is not None else None
+                if separate:
+                    lp = policy_forward(actor, *t, cfg.temperature, trunk=trunk)[0]
+                    v = value_forward(critic, *t, trunk=trunk if critic_shares_trunk else None)
+                else:  # one forward of the actor gives both
+                    lp, v = policy_value_forward(actor, *t, cfg.temperature, trunk=trunk)[:2]
+                with reference_ctx() as ref_model:
+                    ref = policy_forward(ref_model, *t, cfg.temperature, trunk=trunk)[0]
+                return lp, v, ref
+
+            # All three in the first epoch's micro-batches, in the shapes the update gives them: a matmul's
+            # rounding depends on its batch's shape (on an AVX2 CPU even in fp32), so only equal shapes make
+            # the first ratio exactly 1, and KL exactly 0 while the policy is the reference.
             first_order = torch.randperm(local_batch, device=device)
-            in_update_shapes = lambda fn: forward_in_update_shapes(fn, first_order, bounds, micro, *tensors)
-            if separate:
-                logprobs = in_update_shapes(lambda *t: policy_forward(actor, *t, cfg.temperature)[0])
-                values = in_update_shapes(lambda *t: value_forward(critic, *t))
-            else:  # one forward of the actor gives both
-                logprobs, values = in_update_shapes(lambda *t: policy_value_forward(actor, *t, cfg.temperature)[:2])
-            # the reference in the same shapes: a matmul's rounding depends on its batch's shape (on an AVX2
-            # CPU even in fp32), so only equal shapes make KL exactly 0 while the policy is the reference
-            with reference_ctx() as ref_model:
-                ref_logprobs = in_update_shapes(lambda *t: policy_forward(ref_model, *t, cfg.temperature)[0])
+            logprobs, values, ref_logprobs = forward_in_update_shapes(score_tokens, first_order, bounds, micro, *tensors)
         texts = decode_responses(tokenizer, response_ids, response_mask)
 
         # ---- 2. score: normalised reward-model score, clipped, missing-EOS penalty
@@ -381,6 +395,7 @@ def train_ppo(
                     idx = order[mc_start : mc_start + micro]
                     extent = padding_extent(bounds[order_cpu[mc_start : mc_start + micro]])
                     mb = episodes.select(idx).trimmed(extent)  # without the columns that are padding in every row
+                    trunk = trunks.read(idx, *extent) if trunks is not None else None
                     width = mb.response_ids.shape[1]
                     mb_mask, mb_adv, mb_ret = mask[idx, :width], advantages[idx, :width], returns[idx, :width]
                     with accelerator.accumulate(*trained), (accelerator.no_sync(actor) if head_only else nullcontext()):
@@ -393,11 +408,11 @@ def train_ppo(
                             _append(stats, {"loss/ptx": lm_loss})
                         inputs = (mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
                         if separate:
-                            new_values = value_forward(critic, *inputs)
+                            new_values = value_forward(critic, *inputs, trunk=trunk if critic_shares_trunk else None)
                         else:  # shared trunk: one forward of the actor gives logprobs, entropy and values
                             new_logprobs, new_values, entropy = policy_value_forward(
                                 actor, *inputs, cfg.temperature, with_entropy=train_actor,
-                                entropy_grad=cfg.entropy_coef != 0, train_trunk=train_actor)
+                                entropy_grad=cfg.entropy_coef != 0, train_trunk=train_actor, trunk=trunk)
                         vf_loss, vf_stats = value_loss(new_values, mb.values, mb_ret, mb_mask, cfg.cliprange_value)
                         terms = [cfg.vf_coef * vf_loss]  # summed into one backward below
                         if separate:
@@ -409,7 +424,7 @@ def train_ppo(
                         if train_actor:
                             if separate:
                                 new_logprobs, entropy = policy_forward(actor, *inputs, cfg.temperature, with_entropy=True,
-                                                                       entropy_grad=cfg.entropy_coef != 0)
+                                                                       entropy_grad=cfg.entropy_coef != 0, trunk=trunk)
                             pg_loss, pg_stats = policy_loss(new_logprobs, mb.logprobs, mb_adv, mb_mask, cfg.cliprange)
                             mean_entropy = masked_mean(entropy, mb_mask)
                             actor_loss = pg_loss - cfg.entropy_coef * mean_entropy
@@ -545,6 +560,27 @@ def _stop(reason: str, iteration: int, out: Path) -> None:
     last = ckpt.latest_checkpoint(out)
     kept = f"the last good checkpoint is {last}" if last else "no checkpoint had been written yet"
     raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
+
+
+def _shared_trunk(cfg, actor, critic, encoded: list[list[int]], pad: int, device, say) -> tuple[int, bool]:
+    """(frozen lower blocks the actor's forwards share, 0 for none; whether the separate critic reads them too).
+
+    Only a LoRA actor has frozen blocks to share, and only a decoder whose split forward gives the
+    whole one's hidden states (checked here on the first prompts) is split.
+    """
+    blocks = frozen_block_count(actor) if cfg.share_frozen_trunk and cfg.lora.enabled else 0
+    if not blocks:
+        return 0, False
+    ids, mask = left_pad(encoded[:4], pad, device)
+    if not split_matches_whole(actor, ids, mask, blocks):
+        say(f"ppo: {type(actor).__name__} gives other hidden states when split at block {blocks}; "
+            "every forward runs the whole model (ppo.share_frozen_trunk has no effect)")
+        return 0, False
+    critic_shares = (critic is not None and same_lower_blocks(actor, critic, blocks)
+                     and split_matches_whole(critic, ids, mask, blocks))
+    readers = "the actor, the reference" + (" and the critic" if critic_shares else "")
+    say(f"ppo: blocks 0-{blocks - 1} are frozen (LoRA): run once per rollout and shared by {readers}")
+    return blocks, critic_shares
 
 
 def _check_vllm(world: int) -> None:

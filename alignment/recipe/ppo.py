@@ -98,7 +98,18 @@ class PPOConfig(Section):
         "with critic=shared only the value head trains in them, the trunk stays put.", ge=0,
     )
     max_grad_norm: float = option(1.0, help="Gradient clipping.", gt=0)
+    critic_trainable_layers: Optional[int] = option(
+        None, help="Train only the separate critic's last N blocks and its head (default: all of it). Its frozen "
+        "lower blocks then cost no backward and no AdamW state, and when they hold the actor's frozen weights "
+        "(see share_frozen_trunk) the critic reads the actor's shared hidden states instead of running them.", ge=0,
+    )
     lora: LoraConfig = option(LoraConfig(), help="LoRA actor; the reference is the adapter switched off.")
+    share_frozen_trunk: bool = option(
+        True, help="With LoRA on the last blocks (lora.last_layers), run the frozen lower blocks once per rollout "
+        "and start every later forward (old and reference logprobs, values, each update epoch) from their "
+        "hidden states: same numbers, and on SmolLM2 with last_layers=8 the update's forward runs 8 of 30 "
+        "blocks. Off, or without last_layers, every forward runs the whole model.",
+    )
     gradient_checkpointing: bool = option(False, help="Trade compute for memory.")
     # --- bookkeeping
     save_every: int = option(10, help="Checkpoint every N iterations (0: only at the end).", ge=0)

@@ -187,8 +187,9 @@ def test_old_logprobs_are_computed_in_the_shapes_the_update_trims_its_micro_batc
     bounds = padding_bounds(query_mask, response_mask)
     seen = []
 
-    def fn(q, qm, r, rm):
+    def fn(rows, first, q, qm, r, rm):
         seen.append((tuple(q.shape), tuple(r.shape)))
+        assert torch.equal(q, query_ids[rows, first:])
         return r.float() + 10 * torch.arange(r.shape[0]).unsqueeze(1)  # which row of the micro-batch
 
     out = forward_in_update_shapes(fn, order, bounds, micro, query_ids, query_mask, response_ids, response_mask)

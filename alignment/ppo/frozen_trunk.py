@@ -1,0 +1,166 @@
+"""The frozen lower blocks PPO's models share: run once per rollout, read by every forward after it.
+
+With LoRA on the last N of L decoder blocks (`lora.last_layers`), the actor's embeddings and
+its lower L - N blocks never change, and the reference (the actor with its adapter switched
+off) is made of the very same ones. The hidden state entering block L - N is then one tensor
+for the actor's old logprobs, the reference's logprobs, the values of a shared value head, and
+every epoch of the update. PPO computes it once per rollout batch (`TrunkCache`) and runs
+only the top N blocks from it (`top_blocks_only`): the same operations on the same weights
+as the whole forward, for N / L of the block compute. On SmolLM2-135M (L = 30) with
+`last_layers: 8`, the rollout's three forwards run 30 + 3 x 8 blocks instead of 3 x 30,
+and the update's forward 8 instead of 30 (its backward already stopped at block 22).
+
+A separate critic reads the same hidden state when its embeddings and those lower blocks
+are frozen (`ppo.critic_trainable_layers`) and hold the actor's weights exactly: a critic
+read off a reward model that was trained with LoRA on the same last blocks of the same base
+as the SFT policy, or one initialised from the policy.
+
+The decoder is found by its layout (`embed_tokens`, a `layers` list, a final `norm`: Llama,
+Mistral, Qwen and their kin); a model laid out otherwise (GPT-2's `h`) runs whole, as before.
+`split_matches_whole` checks on real inputs that the split forward equals the whole one
+before PPO relies on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+from torch import nn
+
+from alignment.ppo.masks import position_ids_from_mask
+
+
+def decoder_of(model: nn.Module) -> Optional[nn.Module]:
+    """The decoder stack inside a causal LM, a peft model, a value-head wrapper or a sequence classifier."""
+    for module in model.modules():
+        if (isinstance(getattr(module, "layers", None), nn.ModuleList) and isinstance(getattr(module, "norm", None), nn.Module)
+                and isinstance(getattr(module, "embed_tokens", None), nn.Module)):
+            return module
+    return None
+
+
+def frozen_block_count(model: nn.Module) -> int:
+    """How many of the lowest decoder blocks, with the embeddings, have no trainable parameter (0 if none
+    or the layout is unknown)."""
+    decoder = decoder_of(model)
+    if decoder is None or _trainable(decoder.embed_tokens):
+        return 0
+    count = 0
+    for layer in decoder.layers:
+        if _trainable(layer):
+            break
+        count += 1
+    return count
+
+
+def same_lower_blocks(a: nn.Module, b: nn.Module, blocks: int) -> bool:
+    """Whether two models' embeddings and lowest `blocks` blocks are frozen in both and hold equal weights."""
+    da, db = decoder_of(a), decoder_of(b)
+    if da is None or db is None or min(frozen_block_count(a), frozen_block_count(b)) < blocks:
+        return False
+    pairs = [(da.embed_tokens, db.embed_tokens)] + list(zip(da.layers[:blocks], db.layers[:blocks]))
+    for ma, mb in pairs:
+        sa, sb = ma.state_dict(), mb.state_dict()
+        if sa.keys() != sb.keys() or not all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa):
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def running_blocks(model: nn.Module, start: int, stop: Optional[int] = None) -> Iterator[nn.Module]:
+    """Within: `model`'s decoder runs blocks [start, stop) only; stopping early, it also skips its final
+    norm, so that its last hidden state is the input of block `stop`. Yields the decoder.
+
+    The model's own forward does the rest (masks, rotary positions, heads), so the split
+    forward is the whole one's operations, in its order.
+    """
+    decoder = decoder_of(model)
+    layers, norm = decoder.layers, decoder.norm
+    stop = len(layers) if stop is None else stop
+    decoder.layers = nn.ModuleList(list(layers)[start:stop])
+    if stop < len(layers):
+        decoder.norm = nn.Identity()
+    try:
+        yield decoder
+    finally:
+        decoder.layers, decoder.norm = layers, norm
+
+
+def lower_hidden(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, blocks: int) -> torch.Tensor:
+    """The hidden state entering block `blocks`, for every position of `ids` [B, T, H]."""
+    with torch.no_grad(), running_blocks(model, 0, blocks) as decoder:
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                       use_cache=False).last_hidden_state
+
+
+@dataclass
+class TrunkInput:
+    """A batch's hidden states entering block `start` [B, T, H]: what a split forward starts from."""
+
+    hidden: torch.Tensor
+    start: int
+
+
+@contextlib.contextmanager
+def top_blocks_only(model: nn.Module, trunk: Optional[TrunkInput]) -> Iterator[dict]:
+    """The keyword arguments that feed `model` its input: `input_ids` as usual, or, with `trunk`,
+    its hidden states as `inputs_embeds` while the decoder runs blocks from `trunk.start` up."""
+    if trunk is None:
+        yield {}
+        return
+    with running_blocks(model, trunk.start):
+        yield {"inputs_embeds": trunk.hidden}
+
+
+class TrunkCache:
+    """The shared hidden states of one rollout batch, for every episode's input positions.
+
+    A forward feeds `query + response[:-1]` (the last response token predicts nothing), so
+    episode rows hold P + R - 1 positions [N, P + R - 1, H]. A micro-batch trimmed of its
+    all-padding columns (`Episodes.trimmed`: prompt columns from `first`, `width` response
+    tokens) reads columns [first, P + width - 1) of its rows, in any epoch's order. A column that
+    the filling micro-batch was too narrow to feed stays zero: it is a row's last response token,
+    whose output predicts past the response, so no logprob or value reads it (and, the model being
+    causal, no earlier position sees it).
+    """
+
+    def __init__(self, model: nn.Module, blocks: int, n_rows: int, query_width: int, response_width: int):
+        self.model, self.blocks = model, blocks
+        self.shape = (n_rows, query_width + response_width - 1)
+        self.query_width = query_width
+        self.hidden: Optional[torch.Tensor] = None
+
+    def fill(self, rows: torch.Tensor, first: int, ids: torch.Tensor, mask: torch.Tensor) -> TrunkInput:
+        """Compute a micro-batch's hidden states (`ids` and `mask` as fed, from prompt column `first`),
+        keep them, and return them."""
+        hidden = lower_hidden(self.model, ids, mask, self.blocks)
+        if self.hidden is None:
+            self.hidden = hidden.new_zeros((*self.shape, hidden.shape[2]))
+        self.hidden[rows, first : first + hidden.shape[1]] = hidden
+        return TrunkInput(hidden, self.blocks)
+
+    def read(self, rows: torch.Tensor, first: int, width: int) -> TrunkInput:
+        return TrunkInput(self.hidden[rows, first : self.query_width + width - 1], self.blocks)
+
+
+def split_matches_whole(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, blocks: int,
+                        atol: float = 1e-4) -> bool:
+    """Whether the last hidden state of the split forward (blocks below `blocks`, then the rest from there)
+    matches the whole forward's on these inputs: the layout check before PPO relies on the split."""
+    decoder = decoder_of(model)
+    with torch.no_grad():
+        whole = decoder(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                        use_cache=False).last_hidden_state
+        low = lower_hidden(model, ids, mask, blocks)
+        with running_blocks(model, blocks):
+            split = decoder(inputs_embeds=low, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                            use_cache=False).last_hidden_state
+    real = mask.bool()
+    return bool(torch.allclose(whole[real].float(), split[real].float(), atol=atol, rtol=1e-4))
+
+
+def _trainable(module: nn.Module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
