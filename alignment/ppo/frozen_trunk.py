@@ -10,10 +10,13 @@ as the whole forward, for N / L of the block compute. On SmolLM2-135M (L = 30) w
 `last_layers: 8`, the rollout's three forwards run 30 + 3 x 8 blocks instead of 3 x 30,
 and the update's forward 8 instead of 30 (its backward already stopped at block 22).
 
-A separate critic reads the same hidden state when its embeddings and those lower blocks
-are frozen (`ppo.critic_trainable_layers`) and hold the actor's weights exactly: a critic
-read off a reward model that was trained with LoRA on the same last blocks of the same base
-as the SFT policy, or one initialised from the policy.
+A separate critic whose embeddings and lower blocks are frozen (`ppo.critic_trainable_layers`)
+and hold the reference's weights exactly (a critic initialised from the policy, or read off a
+reward model trained with LoRA on the same last blocks of the same base as the SFT policy)
+starts from a hidden state PPO has anyway: the shared trunk's, when it trains more blocks than
+the actor adapts; else the one entering its first trainable block, taken from the reference's
+forward (`capture_block_input`), which runs those blocks with the same base weights. With
+`critic_trainable_layers: 2` on SmolLM2 its forwards then run 2 blocks.
 
 The decoder is found by its layout (`embed_tokens`, a `layers` list, a final `norm`: Llama,
 Mistral, Qwen and their kin); a model laid out otherwise (GPT-2's `h`) runs whole, as before.
@@ -56,17 +59,29 @@ def frozen_block_count(model: nn.Module) -> int:
     return count
 
 
-def same_lower_blocks(a: nn.Module, b: nn.Module, blocks: int) -> bool:
-    """Whether two models' embeddings and lowest `blocks` blocks are frozen in both and hold equal weights."""
-    da, db = decoder_of(a), decoder_of(b)
-    if da is None or db is None or min(frozen_block_count(a), frozen_block_count(b)) < blocks:
+def same_lower_blocks(actor: nn.Module, critic: nn.Module, blocks: int) -> bool:
+    """Whether the critic's embeddings and lowest `blocks` blocks are frozen and hold the weights the actor's
+    reference computes with: the actor's own, its LoRA adapters left out (they are off in the reference)."""
+    da, dc = decoder_of(actor), decoder_of(critic)
+    if da is None or dc is None or frozen_block_count(critic) < blocks or len(da.layers) < blocks:
         return False
-    pairs = [(da.embed_tokens, db.embed_tokens)] + list(zip(da.layers[:blocks], db.layers[:blocks]))
-    for ma, mb in pairs:
-        sa, sb = ma.state_dict(), mb.state_dict()
-        if sa.keys() != sb.keys() or not all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa):
+    pairs = [(da.embed_tokens, dc.embed_tokens)] + list(zip(da.layers[:blocks], dc.layers[:blocks]))
+    for ma, mc in pairs:
+        if any(p.requires_grad for p in _base_parameters(ma).values()):
+            return False
+        sa, sc = _base_state(ma), mc.state_dict()
+        if sa.keys() != sc.keys() or not all(sa[k].shape == sc[k].shape and torch.equal(sa[k], sc[k]) for k in sa):
             return False
     return True
+
+
+def _base_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """`module.state_dict()` without peft's adapters, under the names the plain model gives its weights."""
+    return {k.replace(".base_layer.", "."): v for k, v in module.state_dict().items() if "lora_" not in k}
+
+
+def _base_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
+    return {k: p for k, p in module.named_parameters() if "lora_" not in k}
 
 
 @contextlib.contextmanager
@@ -87,6 +102,24 @@ def running_blocks(model: nn.Module, start: int, stop: Optional[int] = None) -> 
         yield decoder
     finally:
         decoder.layers, decoder.norm = layers, norm
+
+
+@contextlib.contextmanager
+def capture_block_input(model: nn.Module, block: Optional[int]) -> Iterator[list[torch.Tensor]]:
+    """Within: every forward of `model` appends the hidden state entering decoder block `block` to the
+    yielded list (nothing when `block` is None). The block is hooked as a module, so a split forward
+    (`running_blocks`) that runs it is seen too."""
+    seen: list[torch.Tensor] = []
+    if block is None:
+        yield seen
+        return
+    handle = decoder_of(model).layers[block].register_forward_pre_hook(
+        lambda _module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).detach()),
+        with_kwargs=True)
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 def lower_hidden(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, blocks: int) -> torch.Tensor:
@@ -127,7 +160,7 @@ class TrunkCache:
     causal, no earlier position sees it).
     """
 
-    def __init__(self, model: nn.Module, blocks: int, n_rows: int, query_width: int, response_width: int):
+    def __init__(self, model: Optional[nn.Module], blocks: int, n_rows: int, query_width: int, response_width: int):
         self.model, self.blocks = model, blocks
         self.shape = (n_rows, query_width + response_width - 1)
         self.query_width = query_width
@@ -136,7 +169,10 @@ class TrunkCache:
     def fill(self, rows: torch.Tensor, first: int, ids: torch.Tensor, mask: torch.Tensor) -> TrunkInput:
         """Compute a micro-batch's hidden states (`ids` and `mask` as fed, from prompt column `first`),
         keep them, and return them."""
-        hidden = lower_hidden(self.model, ids, mask, self.blocks)
+        return self.keep(rows, first, lower_hidden(self.model, ids, mask, self.blocks))
+
+    def keep(self, rows: torch.Tensor, first: int, hidden: torch.Tensor) -> TrunkInput:
+        """Keep hidden states computed elsewhere (the reference's, entering a critic's first trainable block)."""
         if self.hidden is None:
             self.hidden = hidden.new_zeros((*self.shape, hidden.shape[2]))
         self.hidden[rows, first : first + hidden.shape[1]] = hidden

@@ -34,7 +34,14 @@ from alignment.interrupt import checkpoint_written
 from alignment.models import load_tokenizer, pick_device, pick_dtype, save_model, training_precision
 from alignment.ppo import checkpoint as ckpt
 from alignment.ppo.actor_critic import check_critic_tokenizer, load_actor, load_critic, load_reference, reference_mode
-from alignment.ppo.frozen_trunk import TrunkCache, frozen_block_count, same_lower_blocks, split_matches_whole
+from alignment.ppo.frozen_trunk import (
+    TrunkCache,
+    capture_block_input,
+    decoder_of,
+    frozen_block_count,
+    same_lower_blocks,
+    split_matches_whole,
+)
 from alignment.ppo.gae import compute_gae
 from alignment.ppo.held_out import as_logged, evaluate_policy, gain_summary, load_held_out
 from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimate
@@ -285,7 +292,7 @@ def train_ppo(
     sampler = _vllm_sampler(recipe, policy_path, device, out) if cfg.rollout_engine == "vllm" else None
     if sampler is not None:
         sampler.push_weights(unwrapped)
-    trunk_blocks, critic_shares_trunk = _shared_trunk(cfg, unwrapped, accelerator.unwrap_model(critic) if separate else None,
+    trunk_blocks, critic_from = _shared_trunk(cfg, unwrapped, accelerator.unwrap_model(critic) if separate else None,
                                                       encoded, pad, device, accelerator.print)
 
     def evaluate(tag: int) -> dict:
@@ -332,19 +339,27 @@ def train_ppo(
             tensors = (query_ids, query_mask, response_ids, response_mask)
             bounds = padding_bounds(query_mask, response_mask)  # read back once, for trimming minibatches
             # the frozen lower blocks' hidden states, once for every forward below and in the update
-            trunks = (TrunkCache(unwrapped, trunk_blocks, local_batch, query_ids.shape[1], response_ids.shape[1])
-                      if trunk_blocks and response_ids.shape[1] else None)
+            # (and, for a critic that trains fewer blocks than the actor adapts, those entering its first)
+            trunks = critic_trunks = None
+            if trunk_blocks and response_ids.shape[1]:
+                widths = (local_batch, query_ids.shape[1], response_ids.shape[1])
+                trunks = TrunkCache(unwrapped, trunk_blocks, *widths)
+                critic_trunks = TrunkCache(None, critic_from, *widths) if critic_from > trunk_blocks else None
 
             def score_tokens(rows, first, *t):
                 """(logprobs, values, reference logprobs) of one micro-batch."""
                 trunk = trunks.fill(rows, first, *fed_inputs(*t)) if trunks is not None else None
-                if separate:
-                    lp = policy_forward(actor, *t, cfg.temperature, trunk=trunk)[0]
-                    v = value_forward(critic, *t, trunk=trunk if critic_shares_trunk else None)
-                else:  # one forward of the actor gives both
+                if not separate:  # one forward of the actor gives both
                     lp, v = policy_value_forward(actor, *t, cfg.temperature, trunk=trunk)[:2]
-                with reference_ctx() as ref_model:
+                else:
+                    lp = policy_forward(actor, *t, cfg.temperature, trunk=trunk)[0]
+                with reference_ctx() as ref_model, capture_block_input(
+                        unwrapped, critic_from if critic_trunks is not None else None) as entering:
                     ref = policy_forward(ref_model, *t, cfg.temperature, trunk=trunk)[0]
+                if separate:
+                    critic_trunk = (critic_trunks.keep(rows, first, entering[0]) if critic_trunks is not None
+                                    else trunk if critic_from else None)
+                    v = value_forward(critic, *t, trunk=critic_trunk)
                 return lp, v, ref
 
             # All three in the first epoch's micro-batches, in the shapes the update gives them: a matmul's
@@ -396,6 +411,8 @@ def train_ppo(
                     extent = padding_extent(bounds[order_cpu[mc_start : mc_start + micro]])
                     mb = episodes.select(idx).trimmed(extent)  # without the columns that are padding in every row
                     trunk = trunks.read(idx, *extent) if trunks is not None else None
+                    critic_trunk = (critic_trunks.read(idx, *extent) if critic_trunks is not None
+                                    else trunk if critic_from else None)
                     width = mb.response_ids.shape[1]
                     mb_mask, mb_adv, mb_ret = mask[idx, :width], advantages[idx, :width], returns[idx, :width]
                     with accelerator.accumulate(*trained), (accelerator.no_sync(actor) if head_only else nullcontext()):
@@ -408,7 +425,7 @@ def train_ppo(
                             _append(stats, {"loss/ptx": lm_loss})
                         inputs = (mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask)
                         if separate:
-                            new_values = value_forward(critic, *inputs, trunk=trunk if critic_shares_trunk else None)
+                            new_values = value_forward(critic, *inputs, trunk=critic_trunk)
                         else:  # shared trunk: one forward of the actor gives logprobs, entropy and values
                             new_logprobs, new_values, entropy = policy_value_forward(
                                 actor, *inputs, cfg.temperature, with_entropy=train_actor,
@@ -562,25 +579,35 @@ def _stop(reason: str, iteration: int, out: Path) -> None:
     raise TrainingStopped(f"PPO stopped at iteration {iteration + 1}: {reason}; {kept}")
 
 
-def _shared_trunk(cfg, actor, critic, encoded: list[list[int]], pad: int, device, say) -> tuple[int, bool]:
-    """(frozen lower blocks the actor's forwards share, 0 for none; whether the separate critic reads them too).
+def _shared_trunk(cfg, actor, critic, encoded: list[list[int]], pad: int, device, say) -> tuple[int, int]:
+    """(frozen lower blocks the actor's forwards share, 0 for none; the block the separate critic's forwards
+    start from, 0 when it runs whole).
 
     Only a LoRA actor has frozen blocks to share, and only a decoder whose split forward gives the
-    whole one's hidden states (checked here on the first prompts) is split.
+    whole one's hidden states (checked here on the first prompts) is split. A critic starts from the
+    shared trunk when its frozen blocks reach it, or from the reference's hidden state entering its
+    first trainable block when they reach further; either way only if they hold the reference's weights.
     """
     blocks = frozen_block_count(actor) if cfg.share_frozen_trunk and cfg.lora.enabled else 0
     if not blocks:
-        return 0, False
+        return 0, 0
     ids, mask = left_pad(encoded[:4], pad, device)
     if not split_matches_whole(actor, ids, mask, blocks):
         say(f"ppo: {type(actor).__name__} gives other hidden states when split at block {blocks}; "
             "every forward runs the whole model (ppo.share_frozen_trunk has no effect)")
-        return 0, False
-    critic_shares = (critic is not None and same_lower_blocks(actor, critic, blocks)
-                     and split_matches_whole(critic, ids, mask, blocks))
-    readers = "the actor, the reference" + (" and the critic" if critic_shares else "")
-    say(f"ppo: blocks 0-{blocks - 1} are frozen (LoRA): run once per rollout and shared by {readers}")
-    return blocks, critic_shares
+        return 0, 0
+    critic_from = 0
+    if critic is not None:
+        frozen = frozen_block_count(critic)
+        # a critic training only its head still starts at its last block: the reference's forward shows
+        # the hidden state entering a block, and none follows the last
+        start = blocks if frozen <= blocks else min(frozen, len(decoder_of(actor).layers) - 1)
+        if frozen >= blocks and same_lower_blocks(actor, critic, start) and split_matches_whole(critic, ids, mask, start):
+            critic_from = start
+    say(f"ppo: blocks 0-{blocks - 1} are frozen (LoRA): run once per rollout and shared by the actor and the reference"
+        + (f"; the critic starts at block {critic_from}" + (" from the reference's hidden states" if critic_from > blocks
+                                                            else "") if critic_from else ""))
+    return blocks, critic_from
 
 
 def _check_vllm(world: int) -> None:

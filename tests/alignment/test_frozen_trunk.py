@@ -11,6 +11,7 @@ from alignment.ppo.actor_critic import PolicyWithValueHead, ValueModel, freeze_l
 from alignment.ppo.frozen_trunk import (
     TrunkCache,
     TrunkInput,
+    capture_block_input,
     decoder_of,
     frozen_block_count,
     lower_hidden,
@@ -112,6 +113,30 @@ def test_a_critic_shares_only_frozen_blocks_that_hold_the_actor_s_weights(world)
     assert not same_lower_blocks(actor, critic, LAYERS - ADAPTED)
 
 
+def test_a_critic_above_the_adapted_blocks_reads_the_reference_s_hidden_states(world):
+    """A critic that trains only its last block matches the actor's *base* weights below it, adapted
+    blocks included (the reference runs them with the adapter off), and the hidden state the reference's
+    forward shows entering that block is the one the critic computes there itself."""
+    actor = lora_actor(world[0])
+    critic = ValueModel(AutoModelForSequenceClassification.from_pretrained(world[0], num_labels=1))
+    freeze_lower_blocks(critic.model, 1)
+    assert same_lower_blocks(actor, critic, LAYERS - 1)
+    q, qm, r, rm = episodes_batch()
+    ids, mask = fed_inputs(q, qm, r, rm)
+    trunk = TrunkInput(lower_hidden(actor, ids, mask, LAYERS - ADAPTED), LAYERS - ADAPTED)
+    with torch.no_grad(), actor.disable_adapter(), capture_block_input(actor, LAYERS - 1) as entering:
+        policy_forward(actor, q, qm, r, rm, 1.0, trunk=trunk)
+    assert len(entering) == 1
+    own = lower_hidden(critic, ids, mask, LAYERS - 1)
+    torch.testing.assert_close(entering[0][mask.bool()], own[mask.bool()], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(value_forward(critic, q, qm, r, rm, trunk=TrunkInput(entering[0], LAYERS - 1)),
+                                   value_forward(critic, q, qm, r, rm), atol=1e-5, rtol=1e-5)
+    with torch.no_grad(), capture_block_input(actor, LAYERS - 1) as with_adapter:
+        policy_forward(actor, q, qm, r, rm, 1.0, trunk=trunk)
+    assert (with_adapter[0] - entering[0])[mask.bool()].abs().max() > 1e-3  # the adapter would have mattered
+
+
 def test_the_decoder_is_whole_again_after_a_split_forward_fails(world):
     actor = lora_actor(world[0])
     layers = decoder_of(actor).layers
@@ -149,32 +174,33 @@ def test_the_cache_hands_each_micro_batch_of_any_epoch_its_own_rows_hidden_state
     assert left_out > 0  # such positions were there, fed, and rightly not compared
 
 
-@pytest.mark.parametrize("critic", ["separate", "shared"])
+@pytest.mark.parametrize("critic,critic_trains", [("separate", ADAPTED), ("separate", 1), ("shared", ADAPTED)])
 def test_ppo_with_the_shared_trunk_keeps_its_invariants_and_the_update_skips_the_frozen_blocks(tmp_path, world, critic,
-                                                                                               monkeypatch):
+                                                                                               critic_trains, monkeypatch):
     """With LoRA on the top blocks, the update's forwards (the only ones with autograd on) never run
-    block 0, the separate critic's included; without sharing they do. The first ratio is 1 and the first
-    KL 0 either way, and the first iteration's losses agree."""
+    the frozen blocks: not block 0, nor, for a critic that trains only its last block, the block below
+    it; without sharing they do. The first ratio is 1 and the first KL 0 either way, and the first
+    iteration's losses agree."""
     import alignment.ppo.trainer as trainer
 
     calls: dict[str, list[bool]] = {}
 
-    def counting(loader, name):
+    def counting(loader, name, block):
         def load(*args, **kwargs):
             model = loader(*args, **kwargs)
-            decoder_of(model).layers[0].register_forward_pre_hook(
+            decoder_of(model).layers[block].register_forward_pre_hook(
                 lambda *_: calls.setdefault(name, []).append(torch.is_grad_enabled()))
             return model
         return load
 
-    monkeypatch.setattr(trainer, "load_actor", counting(trainer.load_actor, "actor"))
-    monkeypatch.setattr(trainer, "load_critic", counting(trainer.load_critic, "critic"))
+    monkeypatch.setattr(trainer, "load_actor", counting(trainer.load_actor, "actor", 0))
+    monkeypatch.setattr(trainer, "load_critic", counting(trainer.load_critic, "critic", LAYERS - critic_trains - 1))
     metrics, grad_calls = {}, {}
     for share in (True, False):
         calls.clear()
         recipe = load_recipe(None, tiny_overrides(
             tmp_path / str(share), *world, total_episodes=32, ppo_epochs=2, critic=critic, share_frozen_trunk=share,
-            critic_trainable_layers=ADAPTED, **{"lora.enabled": True, "lora.r": 4, "lora.last_layers": ADAPTED}))
+            critic_trainable_layers=critic_trains, **{"lora.enabled": True, "lora.r": 4, "lora.last_layers": ADAPTED}))
         trainer.train_ppo(recipe, reward_fn=cat_reward)
         metrics[share] = [m for m in trainer.read_metrics(tmp_path / str(share) / "ppo" / "metrics.jsonl")
                           if "iteration" in m]
