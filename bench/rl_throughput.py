@@ -52,8 +52,14 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(REPO))
 
 CONTENDERS = {"ppo": "ours: PPO (alignment.ppo)", "ppo-shared": "ours: PPO, ppo.critic=shared (value head on the actor)",
+              "ppo-whole": "ours: PPO, every forward through the whole model (ppo.share_frozen_trunk=false)",
               "rloo": "TRL RLOOTrainer", "grpo": "TRL GRPOTrainer"}
-CRITIC = {"ppo": "separate", "ppo-shared": "shared"}  # our contenders, and the ppo.critic each runs with
+CRITIC = {"ppo": "separate", "ppo-shared": "shared", "ppo-whole": "separate"}  # ours, and the ppo.critic each runs with
+DEFAULT_CONTENDERS = ("ppo", "ppo-shared", "rloo", "grpo")  # ppo-whole differs from ppo only with --lora-last-layers
+LORA_R, LORA_ALPHA = 16, 32  # with --lora-last-layers, the adapters of every contender
+FIELD_HELP = {"lora_last_layers": "LoRA on the last N blocks for every contender (default 0: all weights train); "
+              "our PPO then shares its frozen lower blocks' forward, and its separate critic trains N blocks",
+              "critic_trainable_layers": "blocks our separate critic trains (default: --lora-last-layers, else all)"}
 OURS = tuple(CRITIC)
 
 
@@ -71,6 +77,13 @@ class Work:
     rollout_engine: str = "hf"
     """Our PPO's sampler (ppo.rollout_engine): 'hf' or 'vllm' (needs the vllm environment,
     scripts/setup_vllm_env.sh). TRL's trainers sample with transformers generate either way."""
+    lora_last_layers: int = 0
+    """LoRA (r=16, alpha=32, every linear) on the last N blocks for every contender, TRL's through
+    peft_config; 0 trains all weights. With N, our PPO's frozen lower blocks run once per rollout
+    (ppo.share_frozen_trunk) and our separate critic trains its last N blocks (ppo.critic_trainable_layers)."""
+    critic_trainable_layers: int = -1
+    """Our separate critic trains its last N blocks and its head (ppo.critic_trainable_layers); -1: all of
+    it without LoRA, lora_last_layers with it."""
     episodes: int = 32
     """Responses sampled per step (our rollout_batch_size; TRL's generation batch = prompts x num_generations)."""
     minibatch: int = 8
@@ -134,7 +147,8 @@ class Counters:
     Every model here (our actor, reference and critic; TRL's policy and reference) runs its
     transformer blocks through one class's `forward` (LlamaModel or Qwen2Model), so one
     wrapper sees all of them alike. A forward with gradients on is training work: its FLOPs
-    are 3x the forward's (backward is twice the forward). A forward of one new token with a KV
+    are 3x the forward's (backward is twice the forward), over the blocks it ran (our PPO's
+    forwards from a shared frozen trunk run only the blocks above it). A forward of one new token with a KV
     cache is a decoding step: it reads every weight and the whole cache once. Tensor sums are
     accumulated on the device and read at the end, so counting adds no host-device syncs.
     """
@@ -164,22 +178,23 @@ class Counters:
 
         @functools.wraps(original)
         def forward(module, *args, **kwargs):
-            if not counters.block_params:
-                counters.block_params = sum(p.numel() for p in module.layers.parameters())
-                counters.param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+            if not counters.block_params:  # one block's (they are alike); our PPO may run a slice of them
+                counters.block_params = sum(p.numel() for p in module.layers[0].parameters())
                 counters.elem_size = next(module.parameters()).element_size()
             ids = kwargs.get("input_ids", args[0] if args else None)
+            embeds = kwargs.get("inputs_embeds")  # our PPO's forwards from the shared frozen blocks
             mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
             cache = kwargs.get("past_key_values", kwargs.get("cache"))  # transformers 5 names it `cache`
-            if ids is not None:
-                if torch.is_grad_enabled():
-                    counters._count_training(ids, mask)
-                elif ids.shape[1] == 1 and cache is not None:
-                    # keys and values of every earlier position (padding included: it is read too)
-                    context = (cache.get_seq_length() if hasattr(cache, "get_seq_length") else mask.shape[1] - 1) + 1
-                    kv = 2 * counters.layers * counters.kv_width * context * ids.shape[0] * counters.elem_size
-                    counters.decode_bytes += counters.param_bytes + kv
-                    counters.decode_steps += 1
+            if torch.is_grad_enabled() and (ids is not None or embeds is not None):
+                counters._count_training(ids if ids is not None else embeds[..., 0], mask, len(module.layers))
+            elif ids is not None and ids.shape[1] == 1 and cache is not None:
+                if not counters.param_bytes:  # generation runs every block
+                    counters.param_bytes = sum(p.numel() * p.element_size() for p in module.parameters())
+                # keys and values of every earlier position (padding included: it is read too)
+                context = (cache.get_seq_length() if hasattr(cache, "get_seq_length") else mask.shape[1] - 1) + 1
+                kv = 2 * counters.layers * counters.kv_width * context * ids.shape[0] * counters.elem_size
+                counters.decode_bytes += counters.param_bytes + kv
+                counters.decode_steps += 1
             return original(module, *args, **kwargs)
 
         decoder_class.forward = forward
@@ -200,11 +215,12 @@ class Counters:
 
         GenerationMixin.generate = timed_generate
 
-    def _count_training(self, ids, mask) -> None:
+    def _count_training(self, ids, mask, blocks: int) -> None:
+        """A forward with autograd on over `blocks` blocks (all of them, or those above a shared frozen trunk)."""
         lengths = mask.sum(dim=1) if mask is not None else ids.new_full((ids.shape[0],), ids.shape[1])
         lengths = lengths.double()
         # matmuls: 2 FLOPs per weight per token; causal attention: QK^T and AV, 2*L*d*T^2 per sequence
-        forward = 2.0 * self.block_params * lengths.sum() + 2.0 * self.layers * self.hidden * (lengths ** 2).sum()
+        forward = 2.0 * blocks * self.block_params * lengths.sum() + 2.0 * blocks * self.hidden * (lengths ** 2).sum()
         self._pending.append((3.0 * forward, lengths.sum()))
 
     def snapshot(self) -> dict:
@@ -294,11 +310,11 @@ def _instrument(work: Work) -> Counters:
     return Counters(Decoder, config)
 
 
-def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate") -> dict:
+def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate", share_trunk: bool = True) -> dict:
     """Our PPO through its public entry point, `train_ppo`, exactly as `rlhf ppo` runs it.
 
     `critic`: "separate" (a critic model of its own) or "shared" (a value head on the actor's trunk);
-    nothing else differs between the two.
+    `share_trunk`: ppo.share_frozen_trunk (it acts only with LoRA on the last blocks). Nothing else differs.
     """
     from alignment.ppo import metrics_log
     from alignment.ppo.metrics_log import read_metrics
@@ -313,8 +329,14 @@ def run_ppo(work: Work, out: Path, counters: Counters, critic: str = "separate")
         "learning_rate": work.learning_rate, "kl_coef": work.kl_coef, "temperature": work.temperature,
         "kl_stop": "null", "save_every": 0, "sample_every": 0, "eval_every": 0, "report_to": "[none]",
         "critic_warmup_steps": 0,  # TRL trains its policy every step; critic-only iterations would do less work
-        "critic": critic, "rollout_engine": work.rollout_engine,
+        "critic": critic, "rollout_engine": work.rollout_engine, "share_frozen_trunk": str(share_trunk).lower(),
     }
+    if work.lora_last_layers:
+        ppo.update({"lora.enabled": "true", "lora.r": LORA_R, "lora.alpha": LORA_ALPHA,
+                    "lora.last_layers": work.lora_last_layers})
+    critic_layers = work.critic_trainable_layers if work.critic_trainable_layers >= 0 else (work.lora_last_layers or None)
+    if critic_layers is not None:
+        ppo["critic_trainable_layers"] = critic_layers
     recipe = load_recipe(str(REPO / "configs" / "quickstart.yaml"),
                          [f"output_dir={out}", f"seed={work.seed}", f"model.dtype={work.dtype}"]
                          + [f"ppo.{k}={v}" for k, v in ppo.items()])
@@ -384,7 +406,15 @@ def run_trl(method: str, work: Work, out: Path, counters: Counters) -> dict:
         seed=work.seed, data_seed=work.seed, dataloader_num_workers=0, disable_dropout=True,
         bf16=precision.bf16_autocast, gradient_checkpointing=False, use_cpu=work.device == "cpu",
     )
-    trainer = Trainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer)
+    peft_config = None
+    if work.lora_last_layers:  # the adapters our PPO trains (alignment.models.lora_config), on TRL's side too
+        from alignment.models import lora_config
+        from alignment.recipe.sft import LoraConfig
+
+        peft_config = lora_config(LoraConfig(enabled=True, r=LORA_R, alpha=LORA_ALPHA,
+                                             last_layers=work.lora_last_layers), model)
+    trainer = Trainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset, processing_class=tokenizer,
+                      peft_config=peft_config)
 
     rollouts: list[dict] = []
     generate_and_score = trainer._generate_and_score_completions
@@ -446,7 +476,8 @@ def worker(name: str, work: Work, out: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t0 = time.perf_counter()
-    result = run_ppo(work, out, counters, CRITIC[name]) if name in OURS else run_trl(name, work, out, counters)
+    result = (run_ppo(work, out, counters, CRITIC[name], share_trunk=name != "ppo-whole") if name in OURS
+              else run_trl(name, work, out, counters))
     result["wall_s"] = time.perf_counter() - t0
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     result["peak_rss_mb"] = peak_rss / 2**20
@@ -566,10 +597,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="model.dtype of every contender (default: bfloat16 on a GPU, float32 on a CPU)")
     parser.add_argument("--rollout-engine", choices=["hf", "vllm"], default=None,
                         help="our PPO's sampler (default hf); vllm needs the environment of scripts/setup_vllm_env.sh")
-    parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma-separated subset of {','.join(CONTENDERS)}")
+    parser.add_argument("--only", default=",".join(DEFAULT_CONTENDERS),
+                        help=f"comma-separated subset of {','.join(CONTENDERS)} (default: {','.join(DEFAULT_CONTENDERS)})")
     for field in ("episodes", "minibatch", "epochs", "max_new_tokens", "num_generations", "steps", "warmup",
-                  "threads"):
-        parser.add_argument("--" + field.replace("_", "-"), type=int, default=None, help=f"override Work.{field}")
+                  "threads", "lora_last_layers", "critic_trainable_layers"):
+        parser.add_argument("--" + field.replace("_", "-"), type=int, default=None,
+                            help=FIELD_HELP.get(field, f"override Work.{field}"))
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="override Work.learning_rate (a tiny one keeps the policy, and so the response "
                         "lengths, where they started: rates of two runs then compare like for like)")
@@ -670,7 +703,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             "work": {k: v for k, v in dataclasses.asdict(work).items() if k not in ("prompts", "model_dir")},
             "load_average": [round(x, 2) for x in load], "load_average_after": [round(x, 2) for x in load_after],
             "repeat": max(args.repeat, 1), "figures": figures, "ours_vs": rel.get("ppo", {}),
-            "ppo_shared_vs": rel.get("ppo-shared", {}),
+            "ppo_shared_vs": rel.get("ppo-shared", {}), "ppo_whole_vs": rel.get("ppo-whole", {}),
         })
         print(f"appended to {path}")
     return 0

@@ -43,6 +43,18 @@ def test_training_flops_are_three_forwards_over_real_tokens(counted_qwen2):
     assert snap["train_flops"] == pytest.approx(expected)
 
 
+def test_a_forward_from_a_shared_frozen_trunk_counts_only_the_blocks_it_ran(counted_qwen2):
+    from alignment.ppo.frozen_trunk import lower_hidden, running_blocks
+
+    model, counters = counted_qwen2
+    ids, mask = torch.randint(2, 50, (1, 4)), torch.ones(1, 4, dtype=torch.long)
+    hidden = lower_hidden(model, ids, mask, 1)  # no grad: not training work
+    with running_blocks(model, 1):
+        model(inputs_embeds=hidden, attention_mask=mask).logits.sum().backward()
+    one_block = sum(p.numel() for p in model.model.layers[1].parameters())
+    assert counters.snapshot()["train_flops"] == pytest.approx(3 * (2 * one_block * 4 + 2 * 16 * 4 ** 2))
+
+
 def test_decode_bytes_are_weights_plus_kv_cache_per_new_token(counted_qwen2):
     model, counters = counted_qwen2
     ids = torch.randint(2, 50, (3, 4))
