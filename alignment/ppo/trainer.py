@@ -5,6 +5,7 @@ The loop reads top to bottom in the order of the algorithm, like cleanrl's ppo.p
     for each iteration:
         1. rollout     sample responses to a batch of prompts; logprobs, reference logprobs, values
                        (logprobs recomputed; the sampler's own kept to log how far apart they are)
+                       (with LoRA on the top blocks, the frozen blocks below run once, shared by all)
                        (values: from the separate critic, or from the actor's own forward when
                        the value head sits on its trunk, ppo.critic=shared)
         2. score       reward model -> normalise -> clip -> missing-EOS penalty
@@ -292,8 +293,9 @@ def train_ppo(
     sampler = _vllm_sampler(recipe, policy_path, device, out) if cfg.rollout_engine == "vllm" else None
     if sampler is not None:
         sampler.push_weights(unwrapped)
+    # with LoRA on the top blocks, the frozen ones below run once per rollout (alignment/ppo/frozen_trunk.py)
     trunk_blocks, critic_from = _shared_trunk(cfg, unwrapped, accelerator.unwrap_model(critic) if separate else None,
-                                                      encoded, pad, device, accelerator.print)
+                                              encoded, pad, device, accelerator.print)
 
     def evaluate(tag: int) -> dict:
         """Gold and KL on held-out prompts (main process); all processes wait for it."""
