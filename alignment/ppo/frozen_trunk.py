@@ -160,19 +160,14 @@ class TrunkCache:
     causal, no earlier position sees it).
     """
 
-    def __init__(self, model: Optional[nn.Module], blocks: int, n_rows: int, query_width: int, response_width: int):
-        self.model, self.blocks = model, blocks
+    def __init__(self, blocks: int, n_rows: int, query_width: int, response_width: int):
+        self.blocks, self.query_width = blocks, query_width
         self.shape = (n_rows, query_width + response_width - 1)
-        self.query_width = query_width
         self.hidden: Optional[torch.Tensor] = None
 
-    def fill(self, rows: torch.Tensor, first: int, ids: torch.Tensor, mask: torch.Tensor) -> TrunkInput:
-        """Compute a micro-batch's hidden states (`ids` and `mask` as fed, from prompt column `first`),
-        keep them, and return them."""
-        return self.keep(rows, first, lower_hidden(self.model, ids, mask, self.blocks))
-
     def keep(self, rows: torch.Tensor, first: int, hidden: torch.Tensor) -> TrunkInput:
-        """Keep hidden states computed elsewhere (the reference's, entering a critic's first trainable block)."""
+        """Keep a micro-batch's hidden states entering block `blocks` (fed from prompt column `first`):
+        `lower_hidden`'s, or the reference's entering a critic's first trainable block."""
         if self.hidden is None:
             self.hidden = hidden.new_zeros((*self.shape, hidden.shape[2]))
         self.hidden[rows, first : first + hidden.shape[1]] = hidden

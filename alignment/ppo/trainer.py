@@ -40,6 +40,7 @@ from alignment.ppo.frozen_trunk import (
     capture_block_input,
     decoder_of,
     frozen_block_count,
+    lower_hidden,
     same_lower_blocks,
     split_matches_whole,
 )
@@ -345,12 +346,13 @@ def train_ppo(
             trunks = critic_trunks = None
             if trunk_blocks and response_ids.shape[1]:
                 widths = (local_batch, query_ids.shape[1], response_ids.shape[1])
-                trunks = TrunkCache(unwrapped, trunk_blocks, *widths)
-                critic_trunks = TrunkCache(None, critic_from, *widths) if critic_from > trunk_blocks else None
+                trunks = TrunkCache(trunk_blocks, *widths)
+                critic_trunks = TrunkCache(critic_from, *widths) if critic_from > trunk_blocks else None
 
             def score_tokens(rows, first, *t):
                 """(logprobs, values, reference logprobs) of one micro-batch."""
-                trunk = trunks.fill(rows, first, *fed_inputs(*t)) if trunks is not None else None
+                trunk = (trunks.keep(rows, first, lower_hidden(unwrapped, *fed_inputs(*t), trunk_blocks))
+                         if trunks is not None else None)
                 if not separate:  # one forward of the actor gives both
                     lp, v = policy_value_forward(actor, *t, cfg.temperature, trunk=trunk)[:2]
                 else:

@@ -153,11 +153,12 @@ def test_the_cache_hands_each_micro_batch_of_any_epoch_its_own_rows_hidden_state
     q, qm, r, rm = episodes_batch()
     bounds = padding_bounds(qm, rm)
     episodes = Episodes(q, qm, r, rm, torch.ones(6), *(torch.zeros(6, 4),) * 3, torch.zeros(6))
-    cache = TrunkCache(actor, LAYERS - ADAPTED, 6, q.shape[1], r.shape[1])
+    cache = TrunkCache(LAYERS - ADAPTED, 6, q.shape[1], r.shape[1])
     for rows in (torch.tensor([4, 0]), torch.tensor([2, 5]), torch.tensor([1, 3])):
         first, _ = padding_extent(bounds[rows])
         mb = episodes.select(rows).trimmed(padding_extent(bounds[rows]))
-        cache.fill(rows, first, *fed_inputs(mb.query_ids, mb.query_mask, mb.response_ids, mb.response_mask))
+        cache.keep(rows, first, lower_hidden(actor, *fed_inputs(mb.query_ids, mb.query_mask, mb.response_ids,
+                                                           mb.response_mask), LAYERS - ADAPTED))
     left_out = 0
     for rows in (torch.tensor([5, 1, 0]), torch.tensor([3, 2]), torch.tensor([4])):
         extent = padding_extent(bounds[rows])
