@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from alignment.dpo import preference_rows, train_dpo
+from alignment.dpo import preference_rows, rows_within_budget, train_dpo
 from alignment.errors import DataError, UserError
 from alignment.ppo.metrics_log import read_metrics
 from alignment.recipe import load_recipe
@@ -68,7 +68,18 @@ def test_dpo_prefers_the_chosen_response_and_reports_held_out_kl(tmp_path, world
 def test_dpo_loss_variant_and_lora_run(tmp_path, world):
     summary = train_dpo(recipe_for(tmp_path, world, loss_type="[ipo]", max_steps=2, **{"lora.enabled": "true", "lora.r": 4}))
     assert summary["steps"] == 2 and summary["loss_type"] == ["ipo"] and summary["lora"] is True
+    # 2 steps of 16 read 32 of the 51 pairs, so only those are given to TRL (and its reference precompute)
+    assert (summary["pairs"], summary["pairs_available"]) == (32, 51)
     assert (tmp_path / "run" / "dpo" / "adapter" / "adapter_config.json").is_file()
+
+
+def test_a_step_budget_reads_a_seeded_subset_of_the_pairs():
+    rows = [{"i": i} for i in range(10)]
+    assert rows_within_budget(rows, -1, 4, seed=0) == rows  # epochs decide
+    assert rows_within_budget(rows, 3, 4, seed=0) == rows  # 12 >= 10: every pair is read
+    subset = rows_within_budget(rows, 2, 3, seed=0)
+    assert len(subset) == 6 and len({r["i"] for r in subset}) == 6
+    assert subset == rows_within_budget(rows, 2, 3, seed=0) != rows_within_budget(rows, 2, 3, seed=1)
 
 
 def test_missing_preferences_are_named(tmp_path, world):
