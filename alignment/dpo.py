@@ -133,9 +133,10 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     policy_path = cfg.policy or str(run.root / "sft")
     rows, sources, drops = preference_rows(recipe, run)
     device = pick_device()
-    world = PartialState().num_processes
+    state = PartialState()
     available = len(rows)
-    rows = rows_within_budget(rows, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps * world, recipe.seed)
+    rows = rows_within_budget(rows, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps * state.num_processes,
+                              recipe.seed)
     if len(rows) < available:
         print(f"dpo: dpo.max_steps={cfg.max_steps} reads {len(rows)} of the {available} pairs; "
               "training (and the reference's log-probabilities) uses that seeded subset")
@@ -154,7 +155,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
                                            cfg.temperature, reward_fn=reward_fn, seed=recipe.seed)
         return as_logged(metrics, details)
 
-    main_process = PartialState().is_main_process
+    main_process = state.is_main_process
     logger = MetricsLogger(out, cfg.report_to, enabled=main_process)
     # before training the policy is its own reference
     start = held_out(model, lambda: contextlib.nullcontext(model)) if main_process else {}
