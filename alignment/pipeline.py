@@ -108,11 +108,12 @@ def samples_step(recipe: Recipe, round: int = 1) -> dict:
     """Candidates for the labelers: from SFT in round 1, from the last round's policy after."""
     from reward.labeling import run_samples_stage
 
-    policy = None
+    policy, name = None, "sft"
     if round > 1:
         here = Path(recipe.output_dir)
-        policy = next((str(here / f"previous-{m}") for m in ("ppo", "dpo") if (here / f"previous-{m}" / "config.json").is_file()), None)
-    path = run_samples_stage(recipe, policy_path=policy)
+        name = next((m for m in ("ppo", "dpo") if (here / f"previous-{m}" / "config.json").is_file()), "sft")
+        policy = str(here / f"previous-{name}") if name != "sft" else None
+    path = run_samples_stage(recipe, policy_path=policy, policy_name=name)
     return {"candidates": str(path), "policy": policy or "sft"}
 
 

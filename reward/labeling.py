@@ -208,9 +208,11 @@ def select_label_prompts(rows: Sequence[dict], n: int, balance_by: str | None = 
 # -------------------------------------------------------------------- stages of `rlhf run`
 
 
-def run_samples_stage(recipe, policy_path: str | None = None, force: bool = False) -> Path:
-    """`samples/candidates.jsonl`: K samples per prompt of the suite's `prompts` split from
-    the SFT policy (`labels.prompts` of them, see select_label_prompts). Skipped when done."""
+def run_samples_stage(recipe, policy_path: str | None = None, policy_name: str = "sft", force: bool = False) -> Path:
+    """`samples/candidates.jsonl`: K samples per prompt of the suite's `prompts` split
+    (`labels.prompts` of them, see select_label_prompts) from the SFT policy, or in a later
+    round from the last round's policy (`policy_name` is what each row's metadata records, so
+    the labels say which policy wrote the responses). Skipped when done."""
     from alignment.data.files import read_rows, write_rows
     from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path
 
@@ -227,6 +229,7 @@ def run_samples_stage(recipe, policy_path: str | None = None, force: bool = Fals
     rows, dropped = sample_candidates(
         policy_path, prompts, k=cfg.candidates_per_prompt, temperature=cfg.sample_temperature,
         max_new_tokens=cfg.max_new_tokens, seed=recipe.seed, model_cfg=recipe.model, engine=cfg.sample_engine,
+        policy_name=policy_name,
     )
     if not rows:
         raise UserError(f"samples: every prompt had fewer than 2 distinct responses ({dict(dropped)})")

@@ -148,3 +148,34 @@ def test_run_warns_when_the_finished_sft_never_saw_the_data_stage(tmp_path):
     no_data = [step for step in plan if step.stage != "data"]
     run.write_metrics("sft", {"data": "suite:sft"})
     assert sft_skips_the_data_stage(run, no_data) is None
+
+
+def test_a_later_rounds_candidates_record_the_policy_that_wrote_them(tmp_path, monkeypatch):
+    """Round 2 samples the last round's PPO policy; its rows must not say they came from SFT."""
+    import alignment.generation
+    import alignment.models
+    from alignment.data.files import read_rows
+    from alignment.pipeline import round_recipe, samples_step
+    from alignment.suite.world import build_world
+
+    recipe = load_recipe("configs/quickstart.yaml", [
+        f"output_dir={tmp_path / 'run'}", "pipeline.rounds=2", "suite.n_sft=100", "suite.n_prompts=50", "suite.n_eval=12",
+        "suite.tiny_model.hidden_size=32", "suite.tiny_model.intermediate_size=64",
+        "suite.tiny_model.num_hidden_layers=1", "suite.tiny_model.num_attention_heads=2", "labels.prompts=8",
+    ])
+    build_world(recipe)
+    round2 = round_recipe(recipe, 2)
+    previous = Path(round2.output_dir) / "previous-ppo"
+    previous.mkdir(parents=True)
+    (previous / "config.json").write_text("{}")  # stands in for the round-1 PPO checkpoint
+    monkeypatch.setattr(alignment.generation, "generate",
+                        lambda model, tok, prompts, num_return_sequences=1, **kw: [["yes", "no"]] * len(prompts))
+    monkeypatch.setattr(alignment.models, "load_policy", lambda *a, **k: None)
+    monkeypatch.setattr(alignment.models, "load_tokenizer", lambda *a, **k: None)
+
+    info = samples_step(round2, round=2)
+
+    rows = read_rows(info["candidates"])
+    assert rows and info["policy"] == str(previous)
+    assert {r["metadata"]["policy"] for r in rows} == {"ppo"}
+    assert {r["metadata"]["checkpoint"] for r in rows} == {str(previous)}
