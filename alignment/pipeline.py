@@ -26,10 +26,10 @@ from typing import Callable
 
 from alignment.errors import UserError
 from alignment.recipe import Recipe
-from alignment.recipe.pipeline import ALL_STAGES
+from alignment.recipe.loader import with_overrides
+from alignment.recipe.pipeline import ALL_STAGES, ROUND_STAGES
 from alignment.run_dir import RunDir, write_json_atomic
 
-ROUND_STAGES = ("samples", "labels", "reward", "ppo", "dpo")
 SHARED_FOLDERS = ("suite", "base", "data", "sft")
 
 # stage -> "module:function"; each function takes the (round's) recipe and returns metrics.
@@ -94,12 +94,15 @@ def round_dir(recipe: Recipe, r: int) -> Path:
 
 
 def round_recipe(recipe: Recipe, r: int) -> Recipe:
-    """Round r writes into `round<r>/`; its reward model trains on every round's labels so far."""
+    """Round r's settings (`pipeline.round_overrides`) on the recipe; round r > 1 writes into
+    `round<r>/`, and its reward model trains on every round's labels so far."""
+    overrides = recipe.pipeline.round_overrides.get(r, [])
+    rec = with_overrides(recipe, overrides, recipe.name, f"pipeline.round_overrides.{r}") if overrides else recipe
     if r == 1:
-        return recipe
-    rec = copy.deepcopy(recipe)
+        return rec
+    rec = copy.deepcopy(rec)
     rec.output_dir = str(round_dir(recipe, r))
-    if not recipe.reward.comparisons and recipe.labels.source != "file":
+    if not rec.reward.comparisons and rec.labels.source != "file":
         rec.reward.comparisons = [str(round_dir(recipe, k) / "labels" / "comparisons.jsonl") for k in range(1, r + 1)]
     return rec
 
@@ -175,7 +178,8 @@ def build_plan(recipe: Recipe) -> list[Step]:
     stages = recipe.pipeline.stages
     plan = [Step(s, 1, recipe) for s in stages if s not in ROUND_STAGES and s != "eval"]
     for r in range(1, recipe.pipeline.rounds + 1):
-        plan += [Step(s, r, round_recipe(recipe, r)) for s in stages if s in ROUND_STAGES]
+        this_round = round_recipe(recipe, r)
+        plan += [Step(s, r, this_round) for s in this_round.pipeline.stages if s in ROUND_STAGES]
     plan += [Step(s, recipe.pipeline.rounds, recipe) for s in stages if s == "eval"]
     return plan
 

@@ -20,10 +20,12 @@ from alignment.errors import RecipeError
 from alignment.offline_models import PACKAGED_MODELS, is_packaged
 from alignment.offline_models import PREFIX as OFFLINE_PREFIX
 from alignment.recipe.model import OFFLINE_MODEL
+from alignment.recipe.pipeline import ROUND_STAGES
 from alignment.recipe.ranges import out_of_range
 from alignment.recipe.schema import Recipe
 
 _ADAPTER = TypeAdapter(Recipe)
+CLI = "command-line override"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -62,14 +64,14 @@ def _list_index(node: list, part: str, path: list[str], origin: str) -> int:
     return int(part)
 
 
-def _origin(key: str, file: str, overridden: set[str]) -> str:
-    """The recipe file, marked as a command-line override when the key (or a section above it) was one."""
-    return f"{file} (command-line override)" if any(key == o or key.startswith(o + ".") for o in overridden) else file
+def _origin(key: str, file: str, overridden: set[str], where: str = CLI) -> str:
+    """The recipe file, marked as an override when the key (or a section above it) was one."""
+    return f"{file} ({where})" if any(key == o or key.startswith(o + ".") for o in overridden) else file
 
 
-def _describe(error: dict, file: str, overridden: set[str]) -> str:
+def _describe(error: dict, file: str, overridden: set[str], where: str) -> str:
     key = ".".join(str(p) for p in error["loc"])
-    origin = _origin(key, file, overridden)
+    origin = _origin(key, file, overridden, where)
     if error["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
         return f"{origin}: unknown key '{key}'"
     return f"{origin}: key '{key}': {error['msg']} (got {error.get('input')!r})"
@@ -93,30 +95,68 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
             raise RecipeError(f"{file}: not UTF-8 text") from None
         if not isinstance(raw, dict):
             raise RecipeError(f"{file}: a recipe is a mapping of sections, got {type(raw).__name__}")
-    raw = _merge(recipe_to_dict(Recipe()), raw)
+    recipe = _validated(_merge(recipe_to_dict(Recipe()), raw), overrides, file, CLI)
+    _check_round_overrides(recipe, file)
+    return recipe
+
+
+def with_overrides(recipe: Recipe, overrides: list[str], file: str, where: str) -> Recipe:
+    """A new recipe: `recipe` with dotted overrides applied and checked like the command line's.
+
+    `where` names the overrides in error messages (e.g. "pipeline.round_overrides.2")."""
+    return _validated(recipe_to_dict(recipe), overrides, file, where)
+
+
+def _validated(raw: dict, overrides: list[str] | tuple[str, ...], file: str, where: str) -> Recipe:
+    """Apply overrides to the raw tree, then validate, range-check, resolve and cross-check it."""
     overridden = set()
     for text in overrides:
         keys, value = parse_override(text)
-        _set_path(raw, keys, value, origin=f"{file} (command-line override)")
+        _set_path(raw, keys, value, origin=f"{file} ({where})")
         overridden.add(".".join(keys))
     try:
         recipe = _ADAPTER.validate_python(raw)
     except ValidationError as err:
-        problems = [_describe(e, file, overridden) for e in err.errors()]
+        problems = [_describe(e, file, overridden, where) for e in err.errors()]
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RecipeError(problems[0] + more) from None
-    _check_ranges(recipe, file, overridden)
+    _check_ranges(recipe, file, overridden, where)
     _resolve_templates(recipe)
-    _check_files(recipe, file, overridden)
-    _check_combinations(recipe, file, overridden)
+    _check_files(recipe, file, overridden, where)
+    _check_combinations(recipe, file, overridden, where)
     return recipe
 
 
-def _check_ranges(recipe: Recipe, file: str, overridden: set[str]) -> None:
+ROUND_FIXED = ("name", "output_dir", "pipeline.rounds", "pipeline.round_overrides", "pipeline.smoke")
+"""Keys a round may not change: they say where the rounds live and how many there are."""
+
+
+def _check_round_overrides(recipe: Recipe, file: str) -> None:
+    """Each round's overrides name an existing round, leave the run's shape alone, and give a
+    valid recipe: a mistake in round 2 is reported now, not an hour into the run."""
+    pipeline = recipe.pipeline
+    for r, overrides in pipeline.round_overrides.items():
+        where = f"pipeline.round_overrides.{r}"
+        if not 1 <= r <= pipeline.rounds:
+            raise RecipeError(f"{file}: key '{where}': round {r} does not exist (pipeline.rounds is {pipeline.rounds})")
+        for text in overrides:
+            keys, value = parse_override(text)
+            key = ".".join(keys)
+            if any(key == k or key.startswith(k + ".") for k in ROUND_FIXED):
+                raise RecipeError(f"{file}: key '{where}': {key} is the same for every round and cannot be overridden per round")
+            if key == "pipeline.stages" and isinstance(value, list):
+                shared = [s for s in value if s not in ROUND_STAGES]
+                if shared:
+                    raise RecipeError(f"{file}: key '{where}': pipeline.stages of a round lists only round stages "
+                                      f"{list(ROUND_STAGES)}; {shared} run once for the whole run")
+        with_overrides(recipe, overrides, file, where)
+
+
+def _check_ranges(recipe: Recipe, file: str, overridden: set[str], where: str) -> None:
     """Refuse a value outside its declared range, naming file, key, value and the range."""
     problems = []
     for keys, message in out_of_range(recipe):
-        origin = next((_origin(k, file, overridden) for k in keys if _origin(k, file, overridden) != file), file)
+        origin = next((_origin(k, file, overridden, where) for k in keys if _origin(k, file, overridden, where) != file), file)
         problems.append(f"{origin}: key '{keys[0]}': {message}")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -140,7 +180,7 @@ def _resolve_templates(recipe: Recipe) -> None:
     recipe.labels.campaign = recipe.labels.campaign.replace("{name}", recipe.name)
 
 
-def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
+def _check_files(recipe: Recipe, file: str, overridden: set[str], where: str) -> None:
     """Local files named by the recipe must exist (hub ids, suite:* splits and self_instruct:*
     files are not, or not yet)."""
     named: list[tuple[str, str]] = []
@@ -155,24 +195,24 @@ def _check_files(recipe: Recipe, file: str, overridden: set[str]) -> None:
     for key, value in named:
         if key == "model.name_or_path" and value.startswith(OFFLINE_PREFIX) and value != OFFLINE_MODEL \
                 and not is_packaged(value):
-            origin = f"{file} (command-line override)" if key in overridden else file
+            origin = _origin(key, file, overridden, where)
             known = ", ".join([OFFLINE_MODEL, *PACKAGED_MODELS])
             raise RecipeError(f"{origin}: key '{key}': unknown offline model {value!r} (known: {known})")
         if value.startswith(("suite:", "self_instruct:", OFFLINE_PREFIX)):  # written by the run itself
             continue
         looks_local = value.startswith((".", "/", "~")) or key != "model.name_or_path"
         if looks_local and not Path(value).expanduser().exists():
-            origin = f"{file} (command-line override)" if key in overridden else file
+            origin = _origin(key, file, overridden, where)
             raise RecipeError(f"{origin}: key '{key}': file not found: {value}")
 
 
-def _check_combinations(recipe: Recipe, file: str, overridden: set[str]) -> None:
+def _check_combinations(recipe: Recipe, file: str, overridden: set[str], where: str) -> None:
     """Settings that are each valid but wrong together."""
     ppo = recipe.ppo
     if ppo.kl_in == "loss" and ppo.kl_estimator == "k1":
         # d/dtheta of k1 = log p(x) - log q(x) is grad log p(x), and E_p[grad log p] = 0
         keys = {"ppo.kl_in", "ppo.kl_estimator"}
-        origin = f"{file} (command-line override)" if keys & overridden else file
+        origin = f"{file} ({where})" if keys & overridden else file
         raise RecipeError(
             f"{origin}: key 'ppo.kl_estimator': k1 with ppo.kl_in=loss gives the policy no KL gradient in expectation "
             "(E_p[grad log p] = 0); set ppo.kl_estimator=k2 (its expected gradient is exactly grad KL) or k3, "

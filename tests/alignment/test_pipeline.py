@@ -43,6 +43,37 @@ def test_rounds_plan_repeats_the_round_stages(tmp_path):
     assert round2.reward.comparisons == [f"{tmp_path}/labels/comparisons.jsonl", f"{tmp_path}/round2/labels/comparisons.jsonl"]
 
 
+def test_round_overrides_set_a_rounds_settings_and_stages(tmp_path):
+    recipe = load_recipe("configs/quickstart.yaml", [
+        f"output_dir={tmp_path}", "pipeline.rounds=2", "ppo.target_kl=0.5",
+        "pipeline.round_overrides={2: [ppo.target_kl=1.0, labels.candidates_per_prompt=3, "
+        "'pipeline.stages=[samples, labels, reward, ppo]']}"])
+    plan = build_plan(recipe)
+    assert [(s.stage, s.round) for s in plan if s.round == 2 and s.stage != "eval"] == [
+        ("samples", 2), ("labels", 2), ("reward", 2), ("ppo", 2)]  # no DPO in round 2
+    assert ("dpo", 1) in [(s.stage, s.round) for s in plan]
+    ppo1, ppo2 = (next(s for s in plan if s.stage == "ppo" and s.round == r).recipe for r in (1, 2))
+    assert (ppo1.ppo.target_kl, ppo2.ppo.target_kl) == (0.5, 1.0)
+    assert ppo2.labels.candidates_per_prompt == 3 and ppo1.labels.candidates_per_prompt != 3
+    assert ppo2.output_dir == f"{tmp_path}/round2" and len(ppo2.reward.comparisons) == 2
+    assert next(s for s in plan if s.stage == "eval").recipe.ppo.target_kl == 0.5
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ("{3: [ppo.target_kl=1.0]}", "round 3 does not exist"),
+    ("{2: [pipeline.rounds=3]}", "cannot be overridden per round"),
+    ("{2: [ppo.target_kl=-1]}", "pipeline.round_overrides.2"),
+    ("{2: [ppo.nope=1]}", "unknown key 'ppo.nope'"),
+    ("{2: ['pipeline.stages=[sft, ppo]']}", "only round stages"),
+])
+def test_a_bad_round_override_is_refused_when_the_recipe_loads(tmp_path, overrides, message):
+    result = subprocess.run([sys.executable, "-m", "alignment.cli", "run", "configs/quickstart.yaml", f"output_dir={tmp_path}",
+                             "pipeline.rounds=2", f"pipeline.round_overrides={overrides}", "--dry-run"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_unknown_stage_and_from_are_rejected(tmp_path):
     result = subprocess.run([sys.executable, "-m", "alignment.cli", "run", "configs/quickstart.yaml", f"output_dir={tmp_path}",
                              "pipeline.stages=[sft, nope]", "--dry-run"], capture_output=True, text=True, timeout=120)

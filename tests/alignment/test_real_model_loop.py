@@ -2,8 +2,8 @@
 
 The tiny random Llama never meets what users' checkpoints bring: a tokenizer of its own, a
 chat template with a default system prompt, tied embeddings, a generation config. This runs
-`rlhf run configs/smollm2-135m-instruct.yaml` with every stage shrunk to a step or two (about
-four minutes on 2 CPU cores) and checks what a user would check afterwards.
+`rlhf run configs/smollm2-135m-instruct.yaml` with every stage shrunk to a step or two, both
+labeling rounds (about five minutes on 2 CPU cores) and checks what a user would check afterwards.
 """
 
 from __future__ import annotations
@@ -53,6 +53,12 @@ def test_every_stage_finishes(run):
     for stage in ("data", "sft", "samples", "labels", "reward", "ppo", "dpo", "eval"):
         assert (run / stage / "COMPLETE.json").is_file(), stage
         assert stage in stages
+    # the recipe's second labeling round: round 1's PPO policy is sampled, no DPO
+    for stage in ("samples", "labels", "reward", "ppo"):
+        assert (run / "round2" / stage / "COMPLETE.json").is_file(), f"round2/{stage}"
+    assert not (run / "round2" / "dpo").exists()
+    candidates = [json.loads(line) for line in (run / "round2" / "samples" / "candidates.jsonl").read_text().splitlines()]
+    assert {c["policy"] for c in candidates} == {"ppo"}
 
 
 def test_policy_folders_load_in_plain_transformers_and_the_adapters_in_peft(run):
