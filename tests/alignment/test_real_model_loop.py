@@ -58,7 +58,7 @@ def test_every_stage_finishes(run):
         assert (run / "round2" / stage / "COMPLETE.json").is_file(), f"round2/{stage}"
     assert not (run / "round2" / "dpo").exists()
     candidates = [json.loads(line) for line in (run / "round2" / "samples" / "candidates.jsonl").read_text().splitlines()]
-    assert {c["policy"] for c in candidates} == {"ppo"}
+    assert {c["metadata"]["policy"] for c in candidates} == {"ppo"}
 
 
 def test_policy_folders_load_in_plain_transformers_and_the_adapters_in_peft(run):
