@@ -17,6 +17,7 @@ class PipelineConfig(Section):
     rounds: int = option(1, help="Labeling rounds: each new policy's samples go back to the labelers.", ge=1)
     round_overrides: dict[int, list[str]] = option(
         {}, help="Per-round settings, as overrides on the recipe: {2: [labels.candidates_per_prompt=4, "
-                   "ppo.target_kl=1.0, 'pipeline.stages=[samples,labels,reward,ppo]']}. A round's "
-                   "pipeline.stages chooses which round stages it runs.")
+                   "ppo.target_kl=1.0, 'pipeline.stages=[samples,labels,reward,ppo]']}. They win over the "
+                   "recipe and the command line for that round; a round's pipeline.stages can drop "
+                   "stages of the run's pipeline.stages, not add any.")
     smoke: bool = option(False, help="Shrink every stage to a few steps (tests, dry checks).")

@@ -57,6 +57,12 @@ def test_round_overrides_set_a_rounds_settings_and_stages(tmp_path):
     assert ppo2.labels.candidates_per_prompt == 3 and ppo1.labels.candidates_per_prompt != 3
     assert ppo2.output_dir == f"{tmp_path}/round2" and len(ppo2.reward.comparisons) == 2
     assert next(s for s in plan if s.stage == "eval").recipe.ppo.target_kl == 0.5
+    # the run's own stage list still bounds every round: a round can drop stages, not add them
+    trimmed = load_recipe("configs/quickstart.yaml", [
+        f"output_dir={tmp_path}", "pipeline.rounds=2", "pipeline.stages=[data, sft, samples, labels]",
+        "pipeline.round_overrides={2: ['pipeline.stages=[samples, labels, reward, ppo]']}"])
+    assert [(s.stage, s.round) for s in build_plan(trimmed)] == [
+        ("data", 1), ("sft", 1), ("samples", 1), ("labels", 1), ("samples", 2), ("labels", 2)]
 
 
 @pytest.mark.parametrize("overrides, message", [
