@@ -24,11 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from alignment.data.files import read_rows
 from alignment.errors import UserError
 from alignment.recipe import Recipe
 from alignment.recipe.loader import with_overrides
 from alignment.recipe.pipeline import ALL_STAGES, ROUND_STAGES
 from alignment.run_dir import RunDir, write_json_atomic
+from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE, export_comparisons, run_labels_stage, run_samples_stage
+from ui.service import LabelService
 
 SHARED_FOLDERS = ("suite", "base", "data", "sft")
 
@@ -109,8 +112,6 @@ def round_recipe(recipe: Recipe, r: int) -> Recipe:
 
 def samples_step(recipe: Recipe, round: int = 1) -> dict:
     """Candidates for the labelers: from SFT in round 1, from the last round's policy after."""
-    from reward.labeling import run_samples_stage
-
     policy, name = None, "sft"
     if round > 1:
         here = Path(recipe.output_dir)
@@ -123,8 +124,6 @@ def samples_step(recipe: Recipe, round: int = 1) -> dict:
 def labels_step(recipe: Recipe, round: int = 1) -> dict:
     """Simulated and AI annotators label at once; human labels are waited for; a file is used as is."""
     if recipe.labels.source in ("simulated", "ai", "simulated+ai"):
-        from reward.labeling import run_labels_stage
-
         return {"comparisons": str(run_labels_stage(recipe, round=round))}
     if recipe.labels.source == "file":
         run = RunDir(recipe)
@@ -135,10 +134,6 @@ def labels_step(recipe: Recipe, round: int = 1) -> dict:
 
 def human_labels_step(recipe: Recipe, round: int) -> dict:
     """Create the campaign once; continue only when enough human judgments are in the store."""
-    from alignment.data.files import read_rows
-    from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE, export_comparisons
-    from ui.service import LabelService
-
     cfg = recipe.labels
     run = RunDir(recipe)
     name = cfg.campaign.replace("{round}", str(round))
