@@ -175,7 +175,7 @@ def build_plan(recipe: Recipe) -> list[Step]:
     for r in range(1, recipe.pipeline.rounds + 1):
         this_round = round_recipe(recipe, r)  # its own pipeline.stages may drop stages, never add them
         plan += [Step(s, r, this_round) for s in stages if s in ROUND_STAGES and s in this_round.pipeline.stages]
-    plan += [Step(s, recipe.pipeline.rounds, recipe) for s in stages if s == "eval"]
+    plan += [Step(s, 1, recipe) for s in stages if s == "eval"]  # once, after every round: shared like data and SFT
     return plan
 
 

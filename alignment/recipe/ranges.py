@@ -61,6 +61,8 @@ def numeric_kind(annotation: Any) -> bool:
         return False
     if annotation in (int, float):
         return True
+    if typing.get_origin(annotation) is dict:  # {round: overrides}: keys are checked where they are read
+        return False
     return any(numeric_kind(arg) for arg in typing.get_args(annotation))
 
 

@@ -38,7 +38,7 @@ def test_every_recipe_loads_and_plans_without_running(path, tmp_path):
 def test_rounds_plan_repeats_the_round_stages(tmp_path):
     recipe = load_recipe("configs/quickstart.yaml", [f"output_dir={tmp_path}", "pipeline.rounds=2"])
     plan = [(s.stage, s.round) for s in build_plan(recipe)]
-    assert plan.count(("samples", 2)) == 1 and plan.count(("sft", 1)) == 1 and plan[-1] == ("eval", 2)
+    assert plan.count(("samples", 2)) == 1 and plan.count(("sft", 1)) == 1 and plan[-1] == ("eval", 1)
     round2 = next(s for s in build_plan(recipe) if s.round == 2 and s.stage == "reward").recipe
     assert round2.reward.comparisons == [f"{tmp_path}/labels/comparisons.jsonl", f"{tmp_path}/round2/labels/comparisons.jsonl"]
 
