@@ -222,12 +222,13 @@ def test_admin_creates_watches_adjudicates_and_exports(server, browser, shots, t
 
     # (4) A duplicate user name: the message says so; the table and the form stay.
     page.get_by_role("tab", name="Users").click()
-    for _ in range(2):
+    # Each click waits for its own answer: under load a fixed pause let the second click land while
+    # the first was pending (Gradio drops it) or the first's reply clear the form after the refill.
+    for expected in ("Created labeler 'dup-user'", "already exists"):
         page.fill("#rlhf-new-user-name textarea, #rlhf-new-user-name input", "dup-user")
         page.fill("#rlhf-new-user-password input", "dup-password")
         page.click("#rlhf-admin-create-user")
-        page.wait_for_timeout(300)
-    wait_value(page, "#rlhf-admin-user-msg textarea", "already exists")
+        wait_value(page, "#rlhf-admin-user-msg textarea", expected)
     assert "dup-user" in page.inner_text("#rlhf-admin-users") and "Error" not in page.inner_text("#rlhf-admin-users")
     assert page.locator("#rlhf-new-user-password input").is_visible()
 
