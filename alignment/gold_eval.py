@@ -12,6 +12,7 @@ from alignment.data.files import read_rows
 from alignment.generation import generate
 from alignment.run_dir import resolve_data_path
 from alignment.stats import bootstrap_mean_ci
+from alignment.suite import gold_score
 
 GOLD_SPLITS = ("eval_seen", "eval_heldout_family", "eval_heldout_phrasing", "eval_heldout_constraints", "safety")
 
@@ -23,8 +24,6 @@ def has_gold(row: dict) -> bool:
 
 def score_responses(rows: list[dict], responses: list[str]) -> dict:
     """Mean gold score with a 95% CI, and the mean of each component of the breakdown."""
-    from alignment.suite import gold_score
-
     results = [gold_score(r["metadata"], resp) for r, resp in zip(rows, responses)]
     scores = [g.score for g in results]
     mean, low, high = bootstrap_mean_ci(scores)

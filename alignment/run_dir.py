@@ -21,6 +21,7 @@ from alignment.recipe import Recipe, save_recipe
 from alignment.offline_models import PREFIX as OFFLINE_PREFIX
 from alignment.offline_models import materialize
 from alignment.recipe.model import OFFLINE_MODEL
+from alignment.suite.world import build_world
 
 MARKER = "COMPLETE.json"
 SUITE_PREFIX = "suite:"
@@ -157,6 +158,4 @@ def resolve_data_path(recipe: Recipe, path: str) -> str:
 def ensure_offline_world(recipe: Recipe) -> None:
     """Build the offline suite and tiny base model if the recipe uses them (idempotent)."""
     if uses_offline_world(recipe):
-        from alignment.suite.world import build_world
-
         build_world(recipe)

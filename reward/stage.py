@@ -17,16 +17,29 @@
 from __future__ import annotations
 
 import time
+from itertools import combinations
 from pathlib import Path
 
+import torch
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, EarlyStoppingCallback
+from transformers.trainer_utils import get_last_checkpoint
+
+from alignment.data.files import read_rows
 from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.errors import DataError, UserError
+from alignment.generation import generate
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, training_precision
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
+from alignment.suite import gold_score
 from alignment.threads import settle_threads
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
+from reward.evaluation import evaluate_pairs, format_table, plot_calibration
 from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE
+from reward.scoring import RewardScorer, RewardStats
+from reward.training import BradleyTerryTrainer, PairCollator, trl_args
 
 STAGE = "reward"
 
@@ -58,9 +71,6 @@ def reward_model_to_train(init: str, seed: int):
     process's global RNG: without seeding, the reward model would depend on whatever ran
     before it in the process (`rlhf run` trains SFT first; `rlhf reward` alone does not).
     """
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForSequenceClassification.from_pretrained(init, num_labels=1)
@@ -113,8 +123,6 @@ def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n
     """
     candidates = run.stage_dir("samples", create=False) / CANDIDATES_FILE
     if candidates.is_file():
-        from alignment.data.files import read_rows
-
         rows = read_rows(candidates)
         pairs = [(r["prompt"], resp if isinstance(resp, str) else resp["text"]) for r in rows for resp in r["responses"]]
         pairs = pairs[:n]
@@ -122,9 +130,6 @@ def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n
     prompts = list({repr(r["prompt"]): r["prompt"] for r in comparisons.rows}.values())[:n]
     sft = run.stage_dir("sft", create=False)
     if (sft / "config.json").is_file():
-        from alignment.generation import generate
-        from alignment.models import load_policy, load_tokenizer
-
         tok = load_tokenizer(str(sft), recipe.model)
         policy = load_policy(str(sft), recipe.model)
         responses = generate(policy, tok, prompts, max_new_tokens=recipe.labels.max_new_tokens,
@@ -137,15 +142,6 @@ def reference_responses(recipe: Recipe, run: RunDir, comparisons: Comparisons, n
 
 def train_reward(recipe: Recipe, force: bool = False) -> dict:
     """Run the reward stage (resuming an interrupted run); returns its metrics."""
-    from datasets import Dataset
-    from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
-
-    from alignment.models import load_tokenizer, lora_config, pick_device, save_model, training_precision
-    from reward.evaluation import format_table, plot_calibration
-    from reward.scoring import RewardScorer, RewardStats
-    from reward.training import BradleyTerryTrainer, PairCollator, trl_args
-
     run = RunDir(recipe)
     run.save_recipe()
     if run.is_done(STAGE) and not force:
@@ -242,11 +238,6 @@ def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
     ±0.08 wide, too coarse to compare training settings by. These prompts were never labelled
     and there are thousands of pairs, oriented by gold rather than by a label.
     """
-    from itertools import combinations
-
-    from alignment.data.files import read_rows
-    from alignment.suite import gold_score
-
     cfg = recipe.reward
     path = resolve_data_path(recipe, cfg.gold_test_prompts) if cfg.gold_test_prompts else ""
     sft = run.stage_dir("sft", create=False)
@@ -258,9 +249,6 @@ def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
     rows = [r for r in read_rows(path) if "family" in (r.get("metadata") or {})]
     if not rows:
         return []
-    from alignment.generation import generate
-    from alignment.models import load_policy, load_tokenizer
-
     samples = generate(load_policy(str(sft), recipe.model), load_tokenizer(str(sft), recipe.model),
                        [r["prompt"] for r in rows], max_new_tokens=recipe.labels.max_new_tokens,
                        temperature=recipe.labels.sample_temperature, seed=recipe.seed + 1,
@@ -279,8 +267,6 @@ def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
 
 def evaluate_rows(scorer, rows: list[dict], cfg, batch_size: int = 64) -> dict:
     """Score held-out strict preferences and compute every metric of reward/evaluation.py."""
-    from reward.evaluation import evaluate_pairs
-
     prompts = [r["prompt"] for r in rows]
     rc = scorer.raw_scores(prompts, [r["chosen"] for r in rows], batch_size=batch_size)
     rr = scorer.raw_scores(prompts, [r["rejected"] for r in rows], batch_size=batch_size)

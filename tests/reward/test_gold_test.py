@@ -7,8 +7,7 @@ from alignment.recipe import load_recipe
 
 
 def test_pairs_are_oriented_by_gold_and_equal_gold_pairs_are_left_out(tmp_path, monkeypatch):
-    import alignment.generation
-    import alignment.models
+    import reward.stage
     from alignment.run_dir import RunDir
     from alignment.suite import gold_score
     from alignment.suite.world import build_world
@@ -30,9 +29,9 @@ def test_pairs_are_oriented_by_gold_and_equal_gold_pairs_are_left_out(tmp_path, 
         # the reference, the reference again (a duplicate), a wrong answer and an empty one
         return [[by_prompt[p]["reference"]] * 2 + ["no", ""] for p in prompts]
 
-    monkeypatch.setattr(alignment.generation, "generate", fake_generate)
-    monkeypatch.setattr(alignment.models, "load_policy", lambda *a, **k: None)
-    monkeypatch.setattr(alignment.models, "load_tokenizer", lambda *a, **k: None)
+    monkeypatch.setattr(reward.stage, "generate", fake_generate)
+    monkeypatch.setattr(reward.stage, "load_policy", lambda *a, **k: None)
+    monkeypatch.setattr(reward.stage, "load_tokenizer", lambda *a, **k: None)
     pairs = gold_test_rows(recipe, run)
 
     assert pairs, "the reference beats 'no' on every prompt whose reference scores above 0"
