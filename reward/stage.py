@@ -33,6 +33,7 @@ from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, training_precision
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
+from alignment.stopwatch import Stopwatch
 from alignment.suite import gold_score
 from alignment.threads import settle_threads
 from reward.comparisons import Comparisons, prepare, read_comparison_file, split_by_prompt, tokenize
@@ -150,6 +151,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     if force:
         run.clear(STAGE)
     started = time.time()
+    clock = Stopwatch()
     ensure_offline_world(recipe)
     cfg = recipe.reward
     out = run.stage_dir(STAGE)
@@ -183,12 +185,14 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         peft_config=lora_config(cfg.lora, model, task_type="SEQ_CLS") if cfg.lora.enabled else None,
         callbacks=callbacks,
     )
+    clock.lap("prepare")  # reading, splitting and tokenising the comparisons; loading the backbone
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:
         print(f"reward: resuming from {last}")
     with tensorboard_dir(out / "tensorboard"):
         result = trainer.train(resume_from_checkpoint=last)
     train_time = time.time() - started
+    clock.lap("train")  # with the trainer's periodic held-out evaluations
 
     model = trainer.model
     if cfg.lora.enabled:
@@ -198,8 +202,10 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
 
     prompts, responses, source = reference_responses(recipe, run, comparisons, cfg.normalize_samples)
     stats = RewardStats.of(scorer.raw_scores(prompts, responses))
+    clock.lap("normalization")  # with merging the adapter
     save_model(model, tokenizer, out)
     stats.save(out)
+    clock.lap("save")
 
     metrics = {
         "data": {"sources": comparisons.sources, "train_pairs": len(train_c.rows), "eval_pairs": len(eval_c.rows),
@@ -216,17 +222,22 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         metrics["eval"] = evaluate_rows(scorer, held, cfg)
         plot_calibration(metrics["eval"], out / "calibration.png")
         print(format_table(metrics["eval"]))
+    clock.lap("held_out_eval")
     test = gold_test_rows(recipe, run)
+    clock.lap("gold_test_sampling")
     if test:
         metrics["gold_test"] = evaluate_rows(scorer, test, cfg)
         gold = metrics["gold_test"]["gold"]
         print(f"reward: gold test ({gold['n_pairs']} gold-separated pairs of SFT samples on "
               f"{metrics['gold_test']['n_prompts']} unseen prompts): accuracy {gold['accuracy']:.3f} "
               f"[{gold['accuracy_ci'][0]:.3f}, {gold['accuracy_ci'][1]:.3f}], length-only {gold['length_only_accuracy']:.3f}")
+    clock.lap("gold_test_scoring")
     metrics["wall_time_s"] = round(time.time() - started, 1)
+    metrics["phase_seconds"] = clock.rounded()
     run.write_metrics(STAGE, metrics)
     run.mark_done(STAGE, {"model": str(out), "wall_time_s": metrics["wall_time_s"]})
-    print(f"reward: saved {out} (train {train_time:.0f}s, total {metrics['wall_time_s']:.0f}s)")
+    phases = ", ".join(f"{name} {s:.0f}s" for name, s in clock.seconds.items())
+    print(f"reward: saved {out} (total {metrics['wall_time_s']:.0f}s: {phases})")
     return metrics
 
 

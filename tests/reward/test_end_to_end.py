@@ -113,6 +113,12 @@ def test_checkpoint_stats_metrics_and_plot_are_written(trained):
     assert saved["data"]["dropped"] == metrics["data"]["dropped"]
     # normalised scores of the reference responses are centred: mean 0, std 1 by construction
     assert abs(metrics["normalization"]["mean"]) < 1e3 and metrics["normalization"]["std"] > 0
+    # where the time went: every phase booked, none negative, together no more than the stage took
+    phases = saved["phase_seconds"]
+    assert set(phases) == {"prepare", "train", "normalization", "save", "held_out_eval",
+                           "gold_test_sampling", "gold_test_scoring"}, phases
+    assert min(phases.values()) >= 0 and phases["train"] > 0
+    assert sum(phases.values()) <= saved["wall_time_s"] + 0.1 * len(phases)
 
 
 def test_completed_stage_is_skipped(trained, capsys):

@@ -1,0 +1,29 @@
+"""Where a stage's wall time goes: the seconds between named laps.
+
+A stage's total wall time says how long it took, not why. The reward stage, for one, spends
+about half its time outside training (scoring the normalisation set and the held-out pairs,
+sampling and scoring the gold test, saving), and which of those costs the most decides what
+to make cheaper. Its `metrics.json` carries each phase's seconds.
+"""
+
+from __future__ import annotations
+
+import time
+
+
+class Stopwatch:
+    """`lap(name)` books the seconds since the previous lap (or the start) under `name`;
+    a name booked twice accumulates."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> float:
+        now = time.perf_counter()
+        elapsed, self._last = now - self._last, now
+        self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+        return elapsed
+
+    def rounded(self, digits: int = 1) -> dict[str, float]:
+        return {name: round(s, digits) for name, s in self.seconds.items()}
