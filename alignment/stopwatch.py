@@ -9,18 +9,20 @@ to make cheaper. Its `metrics.json` carries each phase's seconds.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 
 class Stopwatch:
     """`lap(name)` books the seconds since the previous lap (or the start) under `name`;
     a name booked twice accumulates."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], float] = time.perf_counter) -> None:
         self.seconds: dict[str, float] = {}
-        self._last = time.perf_counter()
+        self._now = now
+        self._last = now()
 
     def lap(self, name: str) -> float:
-        now = time.perf_counter()
+        now = self._now()
         elapsed, self._last = now - self._last, now
         self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
         return elapsed

@@ -191,7 +191,6 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         print(f"reward: resuming from {last}")
     with tensorboard_dir(out / "tensorboard"):
         result = trainer.train(resume_from_checkpoint=last)
-    train_time = time.time() - started
     clock.lap("train")  # with the trainer's periodic held-out evaluations
 
     model = trainer.model
@@ -214,7 +213,8 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
                  "init_from": init},
         "train": {"steps": result.global_step, "train_loss": result.training_loss,
                   "best_eval_accuracy": trainer.state.best_metric, "best_checkpoint": trainer.state.best_model_checkpoint,
-                  "wall_time_s": round(train_time, 1), "device": device.type, "lora": cfg.lora.enabled},
+                  "wall_time_s": round(clock.seconds["prepare"] + clock.seconds["train"], 1),
+                  "device": device.type, "lora": cfg.lora.enabled},
         "normalization": {"mean": stats.mean, "std": stats.std, "n": stats.n, "source": source},
     }
     held = [r for r in eval_c.rows if r["target"] == 1.0]
