@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -64,6 +65,21 @@ def press_and_wait(page, key: str, note: str) -> None:
 def judgments(svc, where: str, **params) -> list:
     with svc.engine.connect() as conn:
         return conn.execute(text(f"SELECT * FROM judgments WHERE {where} ORDER BY id"), params).mappings().all()
+
+
+def upload_file(page, selector: str, path: Path) -> None:
+    """Choose a file in a File component and wait until the component lists it as uploaded,
+    rather than a fixed pause that a loaded machine outlasts.
+
+    While uploading, the component shows "Uploading 1 file... name.jsonl"; once done, a file
+    row with the stem and the extension in separate cells ("name\n.jsonl") and a Clear button.
+    So the wait is on the finished row, not on the name, which both states show."""
+    page.set_input_files(selector + " input[type=file]", str(path))
+    page.wait_for_function("""([s, n]) => {
+      const e = document.querySelector(s);
+      if (!e || /Uploading/.test(e.innerText) || !e.querySelector('button[aria-label=Clear]')) return false;
+      return e.innerText.replace(/\\s+/g, '').includes(n);
+    }""", arg=[selector, path.name], timeout=30_000)
 
 
 def test_labeler_uses_the_keyboard(server, browser, tmp_path):
@@ -227,8 +243,7 @@ def test_admin_creates_a_campaign_and_exports(server, browser, tmp_path):
     page.get_by_role("tab", name="Campaigns").click()
     page.fill("#rlhf-new-campaign-name textarea", "br-uploaded")
     page.fill("#rlhf-new-campaign-guidelines textarea", "Be strict.")
-    page.set_input_files("#rlhf-new-campaign-file input[type=file]", str(upload))
-    page.wait_for_selector("#rlhf-new-campaign-file a, #rlhf-new-campaign-file .file-name, #rlhf-new-campaign-file td")
+    upload_file(page, "#rlhf-new-campaign-file", upload)
     page.click("#rlhf-admin-create")
     page.wait_for_function(
         "() => /Created campaign 'br-uploaded': 9 items/.test(document.querySelector('#rlhf-admin-campaign-msg textarea').value)")

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from tests.ui.conftest import ADMIN
 from tests.ui.live import LiveServer
-from tests.ui.test_browser import item_id, sign_in, judgments, press_and_wait, wait_note
+from tests.ui.test_browser import item_id, sign_in, judgments, press_and_wait, upload_file, wait_note
 from ui.service import LabelService
 
 pytestmark = pytest.mark.browser
@@ -181,14 +181,6 @@ def clear_file(page, selector: str) -> None:
     page.wait_for_selector(selector + " input[type=file]", state="attached", timeout=10_000), found
 
 
-def upload(page, selector: str, path: Path) -> None:
-    """Choose a file in a File component and wait until the component shows it (the upload is
-    done), rather than a fixed pause that a loaded machine outlasts."""
-    page.set_input_files(selector + " input[type=file]", str(path))
-    page.wait_for_function("([s, n]) => { const e = document.querySelector(s); return e && e.innerText.includes(n); }",
-                           arg=[selector, path.name], timeout=30_000)
-
-
 def value_of(page, selector: str) -> str:
     return page.locator(selector).first.input_value()
 
@@ -243,7 +235,7 @@ def test_admin_creates_watches_adjudicates_and_exports(server, browser, shots, t
     # (4) A malformed upload: its own name, a 1-based line; the campaigns table stays.
     page.get_by_role("tab", name="Campaigns").click()
     page.fill("#rlhf-new-campaign-name textarea, #rlhf-new-campaign-name input", "never-created")
-    upload(page, "#rlhf-new-campaign-file", bad)
+    upload_file(page, "#rlhf-new-campaign-file", bad)
     page.click("#rlhf-admin-create")
     wait_value(page, "#rlhf-admin-campaign-msg textarea", "line 3")
     message = value_of(page, "#rlhf-admin-campaign-msg textarea")
@@ -255,8 +247,8 @@ def test_admin_creates_watches_adjudicates_and_exports(server, browser, shots, t
     page.fill("#rlhf-new-campaign-name textarea, #rlhf-new-campaign-name input", camp)
     page.fill("#rlhf-new-campaign-overlap input", "2")
     clear_file(page, "#rlhf-new-campaign-file")
-    upload(page, "#rlhf-new-campaign-file", cands)
-    upload(page, "#rlhf-new-campaign-gold", gold)
+    upload_file(page, "#rlhf-new-campaign-file", cands)
+    upload_file(page, "#rlhf-new-campaign-gold", gold)
     page.click("#rlhf-admin-create")
     wait_value(page, "#rlhf-admin-campaign-msg textarea", "Created campaign .*4 items, 1 gold")
     cid = svc.campaign_id(camp)
