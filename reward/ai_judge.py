@@ -195,9 +195,7 @@ class RewardModelJudge:
         return cls(RewardScorer.from_pretrained(path, dtype=dtype), name=path)
 
     def prob_first_better(self, prompts, firsts, seconds) -> np.ndarray:
-        prompts = list(prompts)
-        r1 = self.scorer.raw_scores(prompts, list(firsts))
-        r2 = self.scorer.raw_scores(prompts, list(seconds))
+        r1, r2 = self.scorer.raw_pair_scores(prompts, firsts, seconds)
         return torch.sigmoid(r1 - r2).numpy()
 
     def profile(self) -> dict:

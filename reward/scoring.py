@@ -117,12 +117,34 @@ class RewardScorer:
     def raw_scores(
         self, prompts: Sequence, responses: Sequence[str], batch_size: int = 32, progress: bool = False
     ) -> torch.Tensor:
-        """Unnormalised rewards, float32 on CPU, in input order."""
+        """Unnormalised rewards, float32 on CPU, in input order.
+
+        Each distinct conversation is scored once. Pairwise evaluation repeats them: K
+        candidates of one prompt make K(K-1)/2 pairs, so scoring chosen and rejected side by
+        side would run a response through the model up to K-1 times (7x at K=8).
+        """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if not len(prompts):
             return torch.zeros(0)
-        seqs = self._encode(prompts, responses)
+        distinct: dict[tuple[int, ...], int] = {}
+        slot = torch.as_tensor([distinct.setdefault(tuple(s), len(distinct))
+                                for s in self._encode(prompts, responses)])
+        return self._score_sequences([list(s) for s in distinct], batch_size, progress)[slot]
+
+    def raw_pair_scores(
+        self, prompts: Sequence, firsts: Sequence[str], seconds: Sequence[str], batch_size: int = 32,
+        progress: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unnormalised rewards of both sides of each pair, scored in one pass, so that a
+        response that is on one side of a pair and on the other side of another is scored once."""
+        prompts = list(prompts)
+        scores = self.raw_scores(prompts + prompts, list(firsts) + list(seconds), batch_size=batch_size,
+                                 progress=progress)
+        return scores[: len(prompts)], scores[len(prompts) :]
+
+    def _score_sequences(self, seqs: list[list[int]], batch_size: int, progress: bool) -> torch.Tensor:
+        """Rewards of token sequences, batched by length (called under raw_scores' no_grad)."""
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch together
         out = torch.empty(len(seqs), dtype=torch.float32)
         pad_id = self.tokenizer.pad_token_id

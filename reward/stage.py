@@ -278,8 +278,7 @@ def gold_test_rows(recipe: Recipe, run: RunDir) -> list[dict]:
 
 def evaluate_rows(scorer, rows: list[dict], cfg, batch_size: int = 64) -> dict:
     """Score held-out strict preferences and compute every metric of reward/evaluation.py."""
-    prompts = [r["prompt"] for r in rows]
-    rc = scorer.raw_scores(prompts, [r["chosen"] for r in rows], batch_size=batch_size)
-    rr = scorer.raw_scores(prompts, [r["rejected"] for r in rows], batch_size=batch_size)
+    rc, rr = scorer.raw_pair_scores([r["prompt"] for r in rows], [r["chosen"] for r in rows],
+                                    [r["rejected"] for r in rows], batch_size=batch_size)
     return evaluate_pairs(rows, rc.numpy(), rr.numpy(), category_column=cfg.category_column,
                           bootstrap_samples=cfg.bootstrap_samples)

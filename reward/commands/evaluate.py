@@ -44,9 +44,8 @@ def main(args: argparse.Namespace) -> int:
         raise DataError(f"{', '.join(args.comparisons)}: no usable comparisons ({comparisons.report()})")
     print(f"reward-eval: {comparisons.report()}")
     kept = comparisons.rows
-    prompts = [r["prompt"] for r in kept]
-    rc = scorer.raw_scores(prompts, [r["chosen"] for r in kept], batch_size=args.batch_size, progress=True)
-    rr = scorer.raw_scores(prompts, [r["rejected"] for r in kept], batch_size=args.batch_size, progress=True)
+    rc, rr = scorer.raw_pair_scores([r["prompt"] for r in kept], [r["chosen"] for r in kept],
+                                    [r["rejected"] for r in kept], batch_size=args.batch_size, progress=True)
     metrics = evaluate_pairs(kept, rc.numpy(), rr.numpy(), category_column=args.by, bootstrap_samples=args.bootstrap)
     metrics["data"] = {"sources": list(args.comparisons), "dropped": dict(comparisons.dropped),
                        "checkpoint": str(args.checkpoint)}

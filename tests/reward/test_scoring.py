@@ -95,3 +95,20 @@ def test_ensemble_mean_and_conservative_score():
 def test_stats_of_rewards():
     stats = RewardStats.of([1.0, 3.0])
     assert (stats.mean, stats.std, stats.n) == (2.0, 1.0, 2)
+
+
+def test_a_repeated_conversation_goes_through_the_model_once():
+    # K candidates of a prompt make K(K-1)/2 pairs: scoring pairs must not pay for each response K-1 times.
+    tok = make_tokenizer()
+    scorer = RewardScorer(make_reward_model(tok), tok)
+    rows_seen = []
+    scorer.model.score.register_forward_hook(lambda module, args, out: rows_seen.append(args[0].shape[0]))
+    prompt, responses = PROMPTS[0], RESPONSES  # four candidates of one prompt
+    alone = scorer.raw_scores([prompt] * 4, responses)
+    pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+    rows_seen.clear()
+    first, second = scorer.raw_pair_scores([prompt] * len(pairs), [responses[a] for a, _ in pairs],
+                                           [responses[b] for _, b in pairs], batch_size=2)
+    assert sum(rows_seen) == 4  # 6 pairs, 12 sides, 4 distinct conversations
+    torch.testing.assert_close(first, alone[[a for a, _ in pairs]], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(second, alone[[b for _, b in pairs]], atol=1e-5, rtol=1e-5)
