@@ -30,6 +30,7 @@ from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_po
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
+from reward.scoring import RewardScorer
 
 STAGE = "dpo"
 LABELS_EXPORT = "labels/comparisons.jsonl"  # reward.labeling.COMPARISONS_FILE
@@ -108,7 +109,6 @@ def optional_reward_fn(recipe: Recipe, run: RunDir, device):
     path = run.root / "reward"
     if not (path / "config.json").is_file():
         return None
-    from reward.scoring import RewardScorer
 
     scorer = RewardScorer.from_pretrained(path, device=device, dtype=recipe.model.dtype)
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True)

@@ -19,6 +19,7 @@ from typing import Callable, Literal, Optional, Sequence
 import torch
 
 from alignment.data.files import read_rows
+from alignment.data.rows import prompt_messages
 from alignment.errors import UserError
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, training_precision
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
@@ -27,6 +28,7 @@ from alignment.ppo.rewards import final_scores
 from alignment.ppo.trainer import random_reward
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
+from reward.scoring import RewardScorer
 
 Method = Literal["grpo", "rloo"]
 TRL_KL_ESTIMATOR = {"grpo": "k3", "rloo": "k1"}
@@ -91,7 +93,6 @@ def train_online(recipe: Recipe, method: Method, reward_fn=None, force: bool = F
         else:
             if not Path(reward_path, "config.json").is_file():
                 raise UserError(f"no reward model at {reward_path}: run `rlhf reward` first or set {method}.reward_model")
-            from reward.scoring import RewardScorer
 
             scorer = RewardScorer.from_pretrained(reward_path, device=device, dtype=recipe.model.dtype)
             reward_fn = lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
@@ -189,8 +190,6 @@ def _as_list(x) -> list:
 
 
 def _prompt_messages(prompt) -> list[dict]:
-    from alignment.data.rows import prompt_messages
-
     return prompt_messages(prompt)
 
 

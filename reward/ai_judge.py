@@ -38,7 +38,10 @@ import torch
 from tqdm.auto import tqdm
 
 from alignment.errors import UserError
+from alignment.models import load_policy, load_tokenizer
+from alignment.recipe.model import ModelConfig
 from reward.principles import Principle
+from reward.scoring import RewardScorer, is_reward_checkpoint
 
 LETTERS = ("A", "B")
 PLACEHOLDER = re.compile(r"\{(principles|prompt|a|b)\}")
@@ -147,9 +150,6 @@ class LogprobJudge:
     @classmethod
     def from_pretrained(cls, path: str, dtype: str, template: str, principles: Sequence[Principle] = (),
                         max_length: int = 512) -> "LogprobJudge":
-        from alignment.models import load_policy, load_tokenizer
-        from alignment.recipe.model import ModelConfig
-
         cfg = ModelConfig(name_or_path=path, dtype=dtype)
         return cls(load_policy(path, cfg), load_tokenizer(path, cfg), template, principles, max_length, name=path)
 
@@ -190,8 +190,6 @@ class RewardModelJudge:
 
     @classmethod
     def from_pretrained(cls, path: str, dtype: str = "auto") -> "RewardModelJudge":
-        from reward.scoring import RewardScorer
-
         return cls(RewardScorer.from_pretrained(path, dtype=dtype), name=path)
 
     def prob_first_better(self, prompts, firsts, seconds) -> np.ndarray:
@@ -204,8 +202,6 @@ class RewardModelJudge:
 
 def load_judge(path: str, dtype: str, template: str, principles: Sequence[Principle], max_length: int) -> PairJudge:
     """A reward-model judge for a reward checkpoint folder, else a logprob judge."""
-    from reward.scoring import is_reward_checkpoint
-
     if is_reward_checkpoint(path):
         return RewardModelJudge.from_pretrained(path)
     return LogprobJudge.from_pretrained(path, dtype, template, principles, max_length)

@@ -125,7 +125,7 @@ def tokenize(comparisons: Comparisons, tokenizer, max_length: int | None, max_gr
     than `max_group` distinct responses is split over several examples. Over-long
     conversations are dropped (with their pairs) and counted.
     """
-    from reward.encoding import encode_conversations
+    from reward.encoding import encode_conversations  # torch only when pairs are tokenized, not to read them
 
     groups: dict[str, list[dict]] = {}
     for row in comparisons.rows:

@@ -30,6 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
+from alignment.suite import gold_score
 from reward.comparisons import categories, prompt_key
 
 
@@ -92,7 +93,6 @@ def _gold_scores(rows: list[dict]) -> tuple[np.ndarray, np.ndarray] | None:
     """Gold of chosen and rejected when every row has the offline suite's task spec."""
     if not rows or not all(_has_gold_spec(r) for r in rows):
         return None
-    from alignment.suite import gold_score
 
     gc = np.array([gold_score(r["metadata"], r["chosen"]).score for r in rows])
     gr = np.array([gold_score(r["metadata"], r["rejected"]).score for r in rows])

@@ -26,8 +26,12 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from alignment.data.files import read_rows, write_rows
 from alignment.data.texts import field_value
 from alignment.errors import DataError, UserError
+from alignment.recipe.model import ModelConfig
+from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path
+from alignment.suite import gold_score
 from reward.comparisons import prompt_key
 from reward.simulated import SimulatedAnnotator, judgment_rng, personas
 
@@ -53,7 +57,7 @@ def sample_candidates(
     a prompt left with fewer than two distinct responses is dropped. Returns the rows and
     the drop counts. `engine="vllm"` samples with a vLLM engine (`labels.sample_engine`).
     """
-    from alignment.generation import generate
+    from alignment.generation import generate  # torch and transformers only when a model samples
     from alignment.models import load_policy, load_tokenizer
 
     if k < 2:
@@ -85,7 +89,6 @@ def _vllm_candidates(policy_path, tokenizer, prompts, k, temperature, max_new_to
     """K responses per prompt from a vLLM engine on the policy's folder, in model.dtype."""
     from alignment.generation import chat_prompts
     from alignment.models import pick_device, pick_dtype
-    from alignment.recipe.model import ModelConfig
     from alignment.vllm_engine import VLLMSampler, require_vllm
 
     require_vllm("labels.sample_engine")
@@ -111,8 +114,6 @@ def _gold_lookup(candidates: Sequence[dict]) -> dict[str, dict]:
 
 def simulated_judgment(annotator: SimulatedAnnotator, assignment, metadata: dict, seed: int) -> dict:
     """The `submit_judgment` arguments this persona gives for this assignment."""
-    from alignment.suite import gold_score
-
     shown = list(assignment.candidate_ids)
     canonical = sorted(shown)  # decide on candidates in id order, not in the random shown order
     text = dict(zip(shown, assignment.responses))
@@ -213,9 +214,6 @@ def run_samples_stage(recipe, policy_path: str | None = None, policy_name: str =
     (`labels.prompts` of them, see select_label_prompts) from the SFT policy, or in a later
     round from the last round's policy (`policy_name` is what each row's metadata records, so
     the labels say which policy wrote the responses). Skipped when done."""
-    from alignment.data.files import read_rows, write_rows
-    from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path
-
     run = RunDir(recipe)
     out = run.stage_dir("samples") / CANDIDATES_FILE
     if run.is_done("samples") and not force:
@@ -247,8 +245,6 @@ def run_labels_stage(recipe, round: int = 1, force: bool = False) -> Path:
     ai`), or both (`simulated+ai`: the AI judges first and takes one overlap slot of every
     item, the personas fill the rest) judge the candidates in the label store (`labels.db`),
     then the campaign is exported. Resumes an interrupted campaign."""
-    from alignment.data.files import read_rows
-    from alignment.run_dir import RunDir
     from ui.service import LabelService
 
     run = RunDir(recipe)

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from alignment.errors import UserError
+from alignment.models import pick_device, pick_dtype
 from alignment.threads import settle_threads
 from reward.encoding import encode_conversations, pad_sequences, sequence_rewards
 
@@ -84,8 +85,6 @@ class RewardScorer:
     ) -> "RewardScorer":
         """Load a reward checkpoint folder (model + tokenizer + reward_stats.json)."""
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from alignment.models import pick_device, pick_dtype
 
         path = Path(path)
         if not (path / "config.json").is_file():

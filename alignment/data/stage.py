@@ -82,7 +82,7 @@ class JsonlWriter:
 
 def policy_token_counter(recipe: Recipe) -> TokenCounter:
     """Token lengths under the policy's own tokenizer and chat template."""
-    from alignment.models import load_tokenizer
+    from alignment.models import load_tokenizer  # torch and transformers only when lengths are counted in tokens
 
     return TokenCounter(load_tokenizer(resolve_model_path(recipe), recipe.model), recipe.model.max_length)
 

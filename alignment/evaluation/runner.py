@@ -24,9 +24,13 @@ from alignment.evaluation.gates import Gate, GateResult, evaluate_gates, verdict
 from alignment.evaluation.generation_cache import GenerationCache
 from alignment.evaluation.kl import KLEstimates, PolicySamples, kl_from_reference, sample_with_ids
 from alignment.evaluation.prompts import EvalPrompt
+from alignment.evaluation.report import write_reports
 from alignment.evaluation.scoring import add_rewards, score_responses
+from alignment.generation import generate
+from alignment.models import load_policy, load_tokenizer, pick_device
 from alignment.recipe.model import ModelConfig
 from alignment.run_dir import write_json_atomic
+from reward.scoring import RewardScorer
 
 
 @dataclass
@@ -77,8 +81,6 @@ class _Lazy:
 
     def get(self):
         if self._pair is None:
-            from alignment.models import load_policy, load_tokenizer
-
             tokenizer = load_tokenizer(self.path, self.cfg, padding_side="left")
             self._pair = (load_policy(self.path, self.cfg, device=self.device), tokenizer)
         return self._pair
@@ -117,9 +119,6 @@ def run_models(
     device=None,
 ) -> dict[str, ModelResult]:
     """Responses, per-prompt scores and KL samples for every model (generations cached)."""
-    from alignment.generation import generate
-    from alignment.models import pick_device
-
     cache = cache or GenerationCache(None)
     # every checkpoint carries its own tokenizer: a recipe-level tokenizer override must not leak in
     cfg = dataclasses.replace(model_cfg or ModelConfig(), tokenizer_name_or_path=None)
@@ -154,8 +153,6 @@ def run_models(
         results[name] = ModelResult(name, path, responses, scores, notes)
         policy.release()  # free it before the next model
     if reward:
-        from reward.scoring import RewardScorer
-
         scorer = RewardScorer.from_pretrained(reward, device=device)
         for result in results.values():
             add_rewards(result.scores, prompts, result.responses, scorer, settings.batch_size)
@@ -282,8 +279,6 @@ def evaluate_models(
 
     `arms=True` (the pipeline) adds an `arms` table: each model's gold, held-out gold,
     retention and reward with their CIs, and its KL from the reference."""
-    from alignment.evaluation.report import write_reports
-
     if baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not among the models {list(models)}")
     if not prompts:

@@ -15,6 +15,7 @@ import numpy as np
 from alignment.evaluation import ifeval
 from alignment.evaluation.prompts import EvalPrompt
 from alignment.evaluation.safety import REFUSE, is_refusal
+from alignment.suite import gold_score
 
 NAN = float("nan")
 
@@ -34,8 +35,6 @@ def score_one(prompt: EvalPrompt, response: str) -> dict[str, float]:
         return out
     checks: dict[str, float] = {}
     if prompt.suite_gold:
-        from alignment.suite import gold_score
-
         result = gold_score(prompt.metadata, response)
         out["gold"] = result.score
         out["task"] = result.breakdown.get("task", NAN)

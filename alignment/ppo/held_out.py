@@ -27,16 +27,19 @@ import torch
 
 from alignment.data.files import read_rows
 from alignment.generation import generate
+from alignment.models import save_model
+from alignment.ppo.actor_critic import reference_mode
 from alignment.ppo.kl import kl_estimate
 from alignment.ppo.masks import masked_sum, truncate_after_eos
 from alignment.ppo.rollout import decode_responses, encode_prompts, eos_ids, left_pad, policy_forward, sample_responses
+from alignment.run_dir import resolve_data_path
+from alignment.suite import gold_score
 
 
 def gold_scores(rows: Sequence[dict], responses: Sequence[str]) -> Optional[list[float]]:
     """Per-prompt gold scores, or None when the rows carry no suite metadata."""
     if not rows or not all(isinstance(r.get("metadata"), dict) and "family" in r["metadata"] for r in rows):
         return None
-    from alignment.suite import gold_score
 
     return [gold_score(row["metadata"], text).score for row, text in zip(rows, responses)]
 
@@ -133,8 +136,6 @@ def load_held_out(recipe, path: str, max_prompts: int, stage: str) -> list[dict]
     """Held-out prompt rows for the evaluation, or [] (with a note) when the file is absent."""
     from pathlib import Path
 
-    from alignment.run_dir import resolve_data_path
-
     if not path or max_prompts <= 0:
         return []
     resolved = resolve_data_path(recipe, path)
@@ -169,9 +170,6 @@ def finish_trained_policy(trainer, held_out: Callable, reference, tokenizer, out
     """After a TRL trainer (DPO, GRPO, RLOO) on the main process: evaluate the trained policy on
     the held-out prompts against `reference`, log it, save it (with LoRA: the adapter, then the
     merged model) and return the gain summary over `start`."""
-    from alignment.models import save_model
-    from alignment.ppo.actor_critic import reference_mode
-
     policy = trainer.accelerator.unwrap_model(trainer.model)
     final = held_out(policy, lambda: reference_mode(policy, reference))
     logger.log(trainer.state.global_step, {k: v for k, v in final.items() if not k.startswith("_")})

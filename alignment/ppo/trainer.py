@@ -50,7 +50,7 @@ from alignment.ppo.kl import AdaptiveKLController, FixedKLController, kl_estimat
 from alignment.ppo.losses import policy_loss, value_loss
 from alignment.ppo.masks import masked_mean, masked_sum, masked_whiten, truncate_after_eos
 from alignment.ppo.metrics_log import MetricsLogger, read_metrics
-from alignment.ppo.ptx import ptx_loss
+from alignment.ppo.ptx import PtxBatches, ptx_loss
 from alignment.ppo.rewards import final_scores, kl_shaped_rewards
 from alignment.ppo.rollout import (
     Episodes,
@@ -70,7 +70,8 @@ from alignment.ppo.rollout import (
 )
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, resolve_data_path
-from reward.scoring import RewardStats
+from alignment.sft import demonstration_rows
+from reward.scoring import RewardScorer, RewardStats
 
 STAGE = "ppo"
 
@@ -147,7 +148,6 @@ def random_reward(prompts: Sequence, responses: Sequence[str], seed: int = 0) ->
 def make_reward_fn(recipe: Recipe, reward_path: str, device) -> RewardFunction:
     if recipe.ppo.reward == "random":
         return lambda prompts, responses: random_reward(prompts, responses, recipe.seed)
-    from reward.scoring import RewardScorer
 
     scorer = RewardScorer.from_pretrained(reward_path, device=device, dtype=recipe.model.dtype)
     return lambda prompts, responses: scorer.score(prompts, responses, normalize=True, batch_size=64)
@@ -635,9 +635,6 @@ def _vllm_sampler(recipe: Recipe, policy_path: str, device, out: Path):
 
 
 def _ptx_batches(recipe: Recipe, run: RunDir, tokenizer, batch_size: int, device):
-    from alignment.ppo.ptx import PtxBatches
-    from alignment.sft import demonstration_rows
-
     rows, origin = demonstration_rows(recipe, run)
     print(f"ppo: PPO-ptx mixes in the SFT loss on {len(rows)} demonstrations from {origin}")
     return iter(PtxBatches(tokenizer, rows, batch_size, recipe.model.max_length, recipe.seed, device))

@@ -18,6 +18,8 @@ from alignment.atomic_folder import MARKER, build_atomically, fingerprint
 from alignment.recipe.model import OFFLINE_MODEL
 from alignment.suite.generate import SPLITS, generate_suite
 from alignment.suite.gold import mean_gold
+from alignment.suite.model import create_model
+from alignment.suite.tokenizer import train_tokenizer
 
 
 @dataclasses.dataclass
@@ -68,9 +70,6 @@ def build_world(recipe, with_base: bool | None = None) -> World:
         return suite_summary(get_splits())
 
     def build_base(tmp: Path) -> dict:
-        from alignment.suite.model import create_model
-        from alignment.suite.tokenizer import train_tokenizer
-
         tokenizer = train_tokenizer(
             training_texts(get_splits()), cfg.tiny_model.vocab_size, cfg.tiny_model.max_position_embeddings
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from alignment.cli import main as cli
+from alignment.evaluation import runner
 from tests.alignment.eval_helpers import one_thread, tiny_policy, tiny_reward, write_prompts  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -90,12 +91,10 @@ def test_every_untrusted_text_is_escaped_in_the_report(world):
 
 def test_reevaluating_against_a_new_baseline_does_not_regenerate(world, monkeypatch):
     run(world, "--no-gates", "--reference", world["a"], out="first")
-    import alignment.generation
-
     def no_generation(*a, **k):
         raise AssertionError("regenerated although cached")
 
-    monkeypatch.setattr(alignment.generation, "generate", no_generation)
+    monkeypatch.setattr(runner, "generate", no_generation)
     # new baseline b, candidate a: both were generated before with the same settings
     assert run(world, "--no-gates", "--reference", world["a"], baseline="b", candidate="a", out="second") == 0
     first = json.loads((world["tmp"] / "first" / "generations.jsonl").read_text().splitlines()[0])
