@@ -27,5 +27,10 @@ class Stopwatch:
         self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
         return elapsed
 
+    @property
+    def total(self) -> float:
+        """Seconds from the start to the last lap."""
+        return sum(self.seconds.values())
+
     def rounded(self, digits: int = 1) -> dict[str, float]:
         return {name: round(s, digits) for name, s in self.seconds.items()}

@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import time
 from itertools import combinations
 from pathlib import Path
 
@@ -150,7 +149,6 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
         return run.read_metrics(STAGE)
     if force:
         run.clear(STAGE)
-    started = time.time()
     clock = Stopwatch()
     ensure_offline_world(recipe)
     cfg = recipe.reward
@@ -232,7 +230,7 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
               f"{metrics['gold_test']['n_prompts']} unseen prompts): accuracy {gold['accuracy']:.3f} "
               f"[{gold['accuracy_ci'][0]:.3f}, {gold['accuracy_ci'][1]:.3f}], length-only {gold['length_only_accuracy']:.3f}")
     clock.lap("gold_test_scoring")
-    metrics["wall_time_s"] = round(time.time() - started, 1)
+    metrics["wall_time_s"] = round(clock.total, 1)
     metrics["phase_seconds"] = clock.rounded()
     run.write_metrics(STAGE, metrics)
     run.mark_done(STAGE, {"model": str(out), "wall_time_s": metrics["wall_time_s"]})

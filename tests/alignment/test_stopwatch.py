@@ -12,4 +12,5 @@ def test_laps_book_the_time_since_the_previous_lap_and_repeated_names_add_up():
     assert clock.lap("train") == 0.5
     assert clock.lap("load") == 4.0
     assert clock.seconds == {"load": 6.5, "train": 0.5}
+    assert clock.total == 7.0
     assert clock.rounded() == {"load": 6.5, "train": 0.5}

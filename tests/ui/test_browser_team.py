@@ -171,14 +171,9 @@ def rows_file(path: Path, rows: list[dict], bad_line: int | None = None) -> Path
 
 
 def clear_file(page, selector: str) -> None:
-    """Empty a File component (its clear button), so that another file can be chosen."""
-    found = page.evaluate("""(s) => {
-      const b = [...document.querySelectorAll(s + ' button')].find(
-        b => /clear|remove/i.test((b.getAttribute('aria-label') || '') + ' ' + (b.title || '')));
-      if (b) b.click();
-      return [...document.querySelectorAll(s + ' button')].map(b => b.getAttribute('aria-label') || b.title || b.innerText);
-    }""", selector)
-    page.wait_for_selector(selector + " input[type=file]", state="attached", timeout=10_000), found
+    """Empty a File component with its Clear button, so that another file can be chosen."""
+    page.click(selector + " button[aria-label=Clear]")
+    page.wait_for_selector(selector + " input[type=file]", state="attached", timeout=10_000)
 
 
 def value_of(page, selector: str) -> str:
