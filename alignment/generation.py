@@ -25,10 +25,11 @@ from typing import Iterator, Optional, Sequence
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, GenerationConfig, LogitsProcessor, LogitsProcessorList
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from alignment.data.rows import prompt_messages
+from alignment.ppo.masks import position_ids_from_mask
 
 SPECIAL_TOKEN_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 """The only settings a checkpoint's generation_config keeps during `generate_ids`: which ids are special."""
@@ -136,7 +137,13 @@ def generate_ids(
     neutral = dict(repetition_penalty=1.0, no_repeat_ngram_size=0, renormalize_logits=False, remove_invalid_values=False)
     if sampling:  # the warpers transformers would add are all off: ours below do their work
         neutral.update(temperature=1.0, top_k=0, top_p=1.0, typical_p=1.0, epsilon_cutoff=0.0, eta_cutoff=0.0)
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sampling, num_return_sequences=num_return_sequences,
+    prefilled = {}
+    if num_return_sequences > 1 and input_ids.shape[1] > 1:  # each prompt read once, not once per sample
+        prefilled["cache"] = shared_prompt_cache(model, input_ids, attention_mask, num_return_sequences)
+        input_ids = input_ids.repeat_interleave(num_return_sequences, dim=0)
+        attention_mask = attention_mask.repeat_interleave(num_return_sequences, dim=0)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=sampling,
+                              num_return_sequences=1 if prefilled else num_return_sequences,
                               eos_token_id=eos_token_id, pad_token_id=pad_token_id, use_cache=True, **neutral)
     processors = LogitsProcessorList()
     if sampling and temperature != 1.0:
@@ -150,9 +157,28 @@ def generate_ids(
         processors.append(recorder)
     with checkpoint_defaults_off(model):
         sequences = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config,
-                                   logits_processor=processors)
+                                   logits_processor=processors, **prefilled)
     width = input_ids.shape[1]
     return Generated(sequences[:, width:], None if recorder is None else recorder.finish(sequences, width))
+
+
+@torch.no_grad()
+def shared_prompt_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, copies: int) -> DynamicCache:
+    """Each prompt read once, its key/value cache repeated for the `copies` responses drawn from it.
+
+    transformers' `num_return_sequences` repeats every prompt before the first forward, so K
+    samples per prompt prefill each prompt K times. The prompt is most of the tokens a labeling
+    round reads (SmolLM2's chat prompts: ~53 tokens, responses <= 24), and on 64 prompts x 8
+    samples that prefill was half of `generate`'s time (bench/README.md). The cache holds all
+    but each prompt's last token, which `generate` then feeds itself, so the first sampled
+    token comes from its own logits as before; the rows are in `num_return_sequences`' order.
+    """
+    cache = DynamicCache(config=model.config)
+    head, mask = input_ids[:, :-1], attention_mask[:, :-1]
+    model(input_ids=head, attention_mask=mask, position_ids=position_ids_from_mask(mask), cache=cache,
+          use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(copies)
+    return cache
 
 
 @torch.no_grad()

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
 from alignment.evaluation.kl import sample_with_ids
-from alignment.generation import generate
+from alignment.generation import generate, generate_ids
 from alignment.ppo.masks import truncate_after_eos
 from alignment.ppo.rollout import encode_prompts, eos_ids, left_pad, policy_forward, sample_responses
 from tests.alignment.ppo_tiny import one_thread  # noqa: F401  (autouse fixture)
@@ -114,3 +114,32 @@ def test_greedy_decoding_ignores_the_checkpoints_settings_and_restores_them(opin
     own = model.generation_config
     assert generate(model, tok, PROMPTS, max_new_tokens=6) == generate(plain, tok, PROMPTS, max_new_tokens=6)
     assert model.generation_config is own and own.repetition_penalty == 1.8
+
+
+def test_k_samples_per_prompt_read_each_prompt_once_and_sample_the_recomputed_policy(opinionated):
+    """With K samples per prompt the prompts are prefilled once (their cache copied K times), and each
+    of the K x B rows is still drawn from the policy that a whole-sequence forward recomputes."""
+    _, tok, model = opinionated
+    prompts = PROMPTS[:4]
+    ids, mask = left_pad(encode_prompts(tok, prompts), tok.pad_token_id)
+    eos = eos_ids(tok, model)
+    rows_read = []
+    hook = model.get_input_embeddings().register_forward_hook(lambda _m, args, _out: rows_read.append(args[0].shape))
+    try:
+        torch.manual_seed(0)
+        drawn = generate_ids(model, ids, mask, 6, 0.7, eos, tok.pad_token_id, num_return_sequences=3,
+                             sampler_logprobs=True)
+    finally:
+        hook.remove()
+    assert rows_read[0] == (len(prompts), ids.shape[1] - 1)  # the prompts once, without their last token
+    assert all(shape[0] == 3 * len(prompts) and shape[1] == 1 for shape in rows_read[1:])  # then one token per row
+    response, r_mask, _ = truncate_after_eos(drawn.ids, eos, tok.pad_token_id)
+    with torch.no_grad():
+        recomputed, _ = policy_forward(model, ids.repeat_interleave(3, 0), mask.repeat_interleave(3, 0),
+                                       response, r_mask, 0.7)
+    assert r_mask.sum() > len(prompts)
+    assert float(((drawn.logprobs - recomputed).abs() * r_mask).sum() / r_mask.sum()) < 1e-4
+
+    greedy = generate_ids(model, ids, mask, 6, 0.0, eos, tok.pad_token_id, num_return_sequences=2).ids
+    alone = generate_ids(model, ids, mask, 6, 0.0, eos, tok.pad_token_id).ids
+    assert torch.equal(greedy, alone.repeat_interleave(2, 0))
