@@ -15,17 +15,20 @@ was trained on:
 - in training, the responses of one prompt share its tokens: `shared_prefix_rewards` reads
   that prefix once and gives each response a copy of its key/value cache, for the same
   rewards (and gradients) as reading every conversation whole.
+- when only the top blocks train, `prefix_trunk` gives the hidden states entering them, and
+  `shared_prefix_rewards` can start from those, running the top blocks alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from transformers import DynamicCache
 
 from alignment.data.rows import prompt_messages
+from alignment.ppo.frozen_trunk import running_blocks
 
 
 def render_conversation(tokenizer, prompt: str | list[dict], response: str) -> str:
@@ -143,7 +146,54 @@ class PrefixBatch:
         return cls(prefix_ids, prefix_mask, suffix_ids, suffix_mask, torch.tensor(group, dtype=torch.long))
 
 
-def shared_prefix_rewards(model, batch: PrefixBatch) -> torch.Tensor:
+@dataclass
+class PrefixTrunk:
+    """The hidden states entering decoder block `blocks` at every position of a `PrefixBatch`:
+    its prefixes' [G, P, H] and its suffixes' [N, S, H], padded as the batch is."""
+
+    prefix_hidden: torch.Tensor
+    suffix_hidden: torch.Tensor
+    blocks: int
+
+
+class TopBlocksCache(DynamicCache):
+    """A key/value cache for a decoder that runs only its blocks from `first` up (`running_blocks`).
+
+    Each attention layer writes at its own index in the whole stack, while transformers sizes
+    the attention mask by the cache's first layer: block i is therefore kept as layer i - first,
+    so that the first layer holds the first block that runs.
+    """
+
+    def __init__(self, first: int):
+        super().__init__()
+        self.first = first
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        return super().update(key_states, value_states, layer_idx - self.first, *args, **kwargs)
+
+
+def prefix_then_suffixes(backbone, batch: PrefixBatch, cache: DynamicCache, prefix_inputs: dict,
+                          suffix_inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The backbone's last hidden states of the prefixes [G, P, H] and of the suffixes [N, S, H],
+    each suffix continuing from a copy of its group's prefix cache at the positions it would have
+    had whole."""
+    prefix_hidden = backbone(**prefix_inputs, attention_mask=batch.prefix_mask,
+                             position_ids=position_ids_from_mask(batch.prefix_mask), cache=cache,
+                             use_cache=True).last_hidden_state
+    cache.batch_select_indices(batch.group)  # row i: a copy of its group's prefix cache
+    prefix_mask = batch.prefix_mask[batch.group]
+    prefix_len = prefix_mask.sum(dim=1, keepdim=True)
+    suffix_hidden = backbone(
+        **suffix_inputs,
+        attention_mask=torch.cat([prefix_mask, batch.suffix_mask], dim=1),
+        position_ids=prefix_len + position_ids_from_mask(batch.suffix_mask),
+        cache=cache,
+        use_cache=True,
+    ).last_hidden_state
+    return prefix_hidden, suffix_hidden
+
+
+def shared_prefix_rewards(model, batch: PrefixBatch, trunk: Optional[PrefixTrunk] = None) -> torch.Tensor:
     """One scalar reward per sequence, reading each group's shared prefix once.
 
     The prefixes run through the backbone with a cache; each sequence then continues from
@@ -152,20 +202,30 @@ def shared_prefix_rewards(model, batch: PrefixBatch) -> torch.Tensor:
     group's sequences, exactly as when each conversation is read whole. On SmolLM2 with 4
     suite responses per prompt it read 304 tokens per step instead of 931
     (bench/reward_prefix_sharing.py).
+
+    With `trunk` (`prefix_trunk`'s hidden states, kept from an earlier epoch) only the blocks
+    from `trunk.blocks` up run: the same operations on the same inputs as the whole forward,
+    when the blocks below are frozen.
     """
     backbone, head = _head_and_backbone(model)
-    cache = DynamicCache(config=backbone.config)
-    backbone(input_ids=batch.prefix_ids, attention_mask=batch.prefix_mask,
-             position_ids=position_ids_from_mask(batch.prefix_mask), cache=cache, use_cache=True)
-    cache.batch_select_indices(batch.group)  # row i: a copy of its group's prefix cache
-    prefix_mask = batch.prefix_mask[batch.group]
-    prefix_len = prefix_mask.sum(dim=1, keepdim=True)
-    position_ids = prefix_len + position_ids_from_mask(batch.suffix_mask)
-    hidden = backbone(
-        input_ids=batch.suffix_ids,
-        attention_mask=torch.cat([prefix_mask, batch.suffix_mask], dim=1),
-        position_ids=position_ids,
-        cache=cache,
-        use_cache=True,
-    ).last_hidden_state
+    if trunk is None:
+        _, hidden = prefix_then_suffixes(backbone, batch, DynamicCache(config=backbone.config),
+                                          {"input_ids": batch.prefix_ids}, {"input_ids": batch.suffix_ids})
+    else:
+        with running_blocks(backbone, trunk.blocks):
+            _, hidden = prefix_then_suffixes(backbone, batch, TopBlocksCache(trunk.blocks),
+                                              {"inputs_embeds": trunk.prefix_hidden},
+                                              {"inputs_embeds": trunk.suffix_hidden})
     return _score_last_token(head, hidden, batch.suffix_mask)
+
+
+@torch.no_grad()
+def prefix_trunk(model, batch: PrefixBatch, blocks: int) -> PrefixTrunk:
+    """The hidden states entering block `blocks` at every position of `batch`, read as
+    `shared_prefix_rewards` reads it: the input its top blocks take when the lower ones are frozen."""
+    backbone, _ = _head_and_backbone(model)
+    with running_blocks(backbone, 0, blocks):
+        prefix_hidden, suffix_hidden = prefix_then_suffixes(
+            backbone, batch, DynamicCache(config=backbone.config),
+            {"input_ids": batch.prefix_ids}, {"input_ids": batch.suffix_ids})
+    return PrefixTrunk(prefix_hidden, suffix_hidden, blocks)

@@ -39,7 +39,7 @@ from reward.comparisons import Comparisons, prepare, read_comparison_file, split
 from reward.evaluation import evaluate_pairs, format_table, plot_calibration
 from reward.labeling import CANDIDATES_FILE, COMPARISONS_FILE
 from reward.scoring import RewardScorer, RewardStats
-from reward.training import BradleyTerryTrainer, PairCollator, trl_args
+from reward.training import BradleyTerryTrainer, PairCollator, indexed_dataset, trl_args
 
 STAGE = "reward"
 
@@ -173,15 +173,17 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
                     bf16=training_precision(recipe.model.dtype, device).bf16_autocast)
     callbacks = [EarlyStoppingCallback(cfg.early_stopping_patience)] if eval_tok and cfg.early_stopping_patience > 0 else []
     callbacks.append(exit_after_checkpoint(STAGE))
+    share_prefix = cfg.share_prompt_prefix and not cfg.gradient_checkpointing
     trainer = BradleyTerryTrainer(
         model=model,
         args=args,
-        data_collator=PairCollator(tokenizer.pad_token_id, share_prefix=cfg.share_prompt_prefix and not cfg.gradient_checkpointing),
-        train_dataset=Dataset.from_list(train_tok),
-        eval_dataset=Dataset.from_list(eval_tok) if eval_tok else None,
+        data_collator=PairCollator(tokenizer.pad_token_id, share_prefix=share_prefix),
+        train_dataset=indexed_dataset(train_tok),
+        eval_dataset=indexed_dataset(eval_tok) if eval_tok else None,
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora, model, task_type="SEQ_CLS") if cfg.lora.enabled else None,
         callbacks=callbacks,
+        cache_frozen_trunk=cfg.cache_frozen_trunk and share_prefix,
     )
     clock.lap("prepare")  # reading, splitting and tokenising the comparisons; loading the backbone
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
