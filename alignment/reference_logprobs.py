@@ -16,12 +16,12 @@ compute, up to float rounding (tests/alignment/test_reference_logprobs.py compar
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 from transformers import DynamicCache
 
-from reward.encoding import PrefixBatch, pad_sequences, prefix_then_suffixes
+from reward.encoding import PrefixBatch, batches_of_groups, prefix_then_suffixes
 
 Completion = tuple[tuple[int, ...], tuple[int, ...]]
 """(prompt ids, completion ids)"""
@@ -44,15 +44,12 @@ def completion_logprobs(model, completions: Sequence[Completion], pad_id: int, r
     hf = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, lm_head = hf.base_model, hf.get_output_embeddings()
     found: dict[Completion, float] = {}
-    for batch_groups in _batches(list(groups.items()), rows_per_batch):
-        prefixes = [list(prompt[:-1]) for prompt, _ in batch_groups]
-        suffixes = [[prompt[-1], *c] for prompt, cs in batch_groups for c in cs]
-        group = [g for g, (_, cs) in enumerate(batch_groups) for _ in cs]
-        prefix_ids, prefix_mask = pad_sequences(prefixes, pad_id, "left")
-        suffix_ids, suffix_mask = pad_sequences(suffixes, pad_id, "right")
-        device = next(model.parameters()).device
-        batch = PrefixBatch(prefix_ids.to(device), prefix_mask.to(device), suffix_ids.to(device),
-                            suffix_mask.to(device), torch.tensor(group, device=device))
+    items = list(groups.items())
+    for chosen in batches_of_groups([len(cs) for _, cs in items], rows_per_batch):
+        batch_groups = [items[g] for g in chosen]
+        batch = PrefixBatch.of_parts([prompt[:-1] for prompt, _ in batch_groups],
+                                     [[(prompt[-1], *c) for c in cs] for prompt, cs in batch_groups],
+                                     pad_id).to(next(model.parameters()).device)
         with torch.no_grad():
             _, hidden = prefix_then_suffixes(backbone, batch, DynamicCache(config=backbone.config),
                                              {"input_ids": batch.prefix_ids}, {"input_ids": batch.suffix_ids})
@@ -65,19 +62,6 @@ def completion_logprobs(model, completions: Sequence[Completion], pad_id: int, r
         if progress is not None:
             progress(len(keys))
     return found
-
-
-def _batches(groups: list, rows_per_batch: int) -> Iterator[list]:
-    """Whole groups, as many as fit `rows_per_batch` completions (a larger group goes alone)."""
-    batch, rows = [], 0
-    for item in groups:
-        if batch and rows + len(item[1]) > rows_per_batch:
-            yield batch
-            batch, rows = [], 0
-        batch.append(item)
-        rows += len(item[1])
-    if batch:
-        yield batch
 
 
 def pair_completions(example: dict, max_length: int | None) -> tuple[Completion, Completion]:

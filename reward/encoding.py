@@ -21,8 +21,8 @@ was trained on:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from dataclasses import dataclass, fields
+from typing import Iterator, Optional, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -117,6 +117,20 @@ def common_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def batches_of_groups(sizes: Sequence[int], rows: int) -> Iterator[list[int]]:
+    """Indices of whole groups, in order, as many per batch as fit `rows` sequences (`sizes[g]`
+    each); a group larger than `rows` goes alone."""
+    batch, taken = [], 0
+    for g, size in enumerate(sizes):
+        if batch and taken + size > rows:
+            yield batch
+            batch, taken = [], 0
+        batch.append(g)
+        taken += size
+    if batch:
+        yield batch
+
+
 @dataclass
 class PrefixBatch:
     """Groups of sequences that each share a prefix, as the two padded batches
@@ -133,17 +147,26 @@ class PrefixBatch:
     def of(cls, groups: Sequence[Sequence[Sequence[int]]], pad_id: int) -> "PrefixBatch":
         """Split each group at its common prefix; every group must share at least one token
         (a chat template's opening always is), else ValueError."""
-        prefixes, suffixes, group = [], [], []
+        prefixes, suffixes = [], []
         for g, seqs in enumerate(groups):
             n = common_prefix_length(seqs)
             if n == 0:
                 raise ValueError(f"group {g}: its sequences share no first token")
             prefixes.append(list(seqs[0][:n]))
-            suffixes += [list(s[n:]) for s in seqs]
-            group += [g] * len(seqs)
+            suffixes.append([list(s[n:]) for s in seqs])
+        return cls.of_parts(prefixes, suffixes, pad_id)
+
+    @classmethod
+    def of_parts(cls, prefixes: Sequence[Sequence[int]], suffixes: Sequence[Sequence[Sequence[int]]],
+                 pad_id: int) -> "PrefixBatch":
+        """Each group's prefix, and the tokens each of its sequences has after it."""
         prefix_ids, prefix_mask = pad_sequences(prefixes, pad_id, "left")
-        suffix_ids, suffix_mask = pad_sequences(suffixes, pad_id, "right")
+        suffix_ids, suffix_mask = pad_sequences([s for group in suffixes for s in group], pad_id, "right")
+        group = [g for g, group in enumerate(suffixes) for _ in group]
         return cls(prefix_ids, prefix_mask, suffix_ids, suffix_mask, torch.tensor(group, dtype=torch.long))
+
+    def to(self, device) -> "PrefixBatch":
+        return PrefixBatch(*(getattr(self, f.name).to(device) for f in fields(self)))
 
 
 @dataclass

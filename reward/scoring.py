@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from alignment.errors import UserError
 from alignment.models import pick_device, pick_dtype
 from alignment.threads import settle_threads
-from reward.encoding import encode_conversations, pad_sequences, sequence_rewards
+from reward.encoding import PrefixBatch, batches_of_groups, encode_conversations, shared_prefix_rewards
 
 STATS_FILE = "reward_stats.json"
 
@@ -103,14 +103,16 @@ class RewardScorer:
             settle_threads(model)
         return cls(model.to(device), tokenizer, RewardStats.load(path), max_length=max_length)
 
-    def _encode(self, prompts: Sequence, responses: Sequence[str]) -> list[list[int]]:
-        seqs = encode_conversations(self.tokenizer, prompts, responses)
-        if self.max_length:
-            for i, s in enumerate(seqs):
-                if len(s) > self.max_length:  # keep the response and its end: cut the prompt's start
-                    seqs[i] = s[-self.max_length :]
-                    self.truncated += 1
-        return seqs
+    def _encode(self, prompts: Sequence, responses: Sequence[str]) -> list[tuple[list[int], bool]]:
+        """Each conversation's tokens, and whether it was cut to `max_length`."""
+        encoded = []
+        for s in encode_conversations(self.tokenizer, prompts, responses):
+            cut = bool(self.max_length) and len(s) > self.max_length
+            if cut:  # keep the response and its end: cut the prompt's start
+                s = s[-self.max_length :]
+                self.truncated += 1
+            encoded.append((s, cut))
+        return encoded
 
     @torch.no_grad()
     def raw_scores(
@@ -120,16 +122,29 @@ class RewardScorer:
 
         Each distinct conversation is scored once. Pairwise evaluation repeats them: K
         candidates of one prompt make K(K-1)/2 pairs, so scoring chosen and rejected side by
-        side would run a response through the model up to K-1 times (7x at K=8).
+        side would run a response through the model up to K-1 times (7x at K=8). And the
+        conversations of one prompt are scored together, the prompt read once for all of them
+        (`reward.encoding.shared_prefix_rewards`, as in training).
         """
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         if not len(prompts):
             return torch.zeros(0)
         distinct: dict[tuple[int, ...], int] = {}
-        slot = torch.as_tensor([distinct.setdefault(tuple(s), len(distinct))
-                                for s in self._encode(prompts, responses)])
-        return self._score_sequences([list(s) for s in distinct], batch_size, progress)[slot]
+        groups: dict[object, list[int]] = {}  # a prompt (or a cut conversation alone) -> its distinct conversations
+        slots = []
+        for prompt, (seq, cut) in zip(prompts, self._encode(prompts, responses)):
+            key = tuple(seq)
+            if key not in distinct:
+                distinct[key] = len(distinct)
+                owner = ("cut", len(distinct)) if cut else ("prompt", json.dumps(prompt, sort_keys=True))
+                groups.setdefault(owner, []).append(distinct[key])
+            slots.append(distinct[key])
+        seqs = list(distinct)
+        scores = self._score_groups([[seqs[j] for j in g] for g in groups.values()], batch_size, progress)
+        out = torch.empty(len(seqs), dtype=torch.float32)
+        out[torch.as_tensor([j for g in groups.values() for j in g])] = scores
+        return out[torch.as_tensor(slots)]
 
     def raw_pair_scores(
         self, prompts: Sequence, firsts: Sequence[str], seconds: Sequence[str], batch_size: int = 32,
@@ -142,19 +157,20 @@ class RewardScorer:
                                  progress=progress)
         return scores[: len(prompts)], scores[len(prompts) :]
 
-    def _score_sequences(self, seqs: list[list[int]], batch_size: int, progress: bool) -> torch.Tensor:
-        """Rewards of token sequences, batched by length (called under raw_scores' no_grad)."""
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths batch together
-        out = torch.empty(len(seqs), dtype=torch.float32)
-        pad_id = self.tokenizer.pad_token_id
-        side = self.tokenizer.padding_side or "right"
-        device = self.device
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="scoring", unit="batch", disable=not progress):
-            idx = order[start : start + batch_size]
-            ids, mask = pad_sequences([seqs[i] for i in idx], pad_id, side)
-            r = sequence_rewards(self.model, ids.to(device), mask.to(device))
-            out[torch.as_tensor(idx)] = r.float().cpu()
+    def _score_groups(self, groups: list[list[tuple[int, ...]]], batch_size: int, progress: bool) -> torch.Tensor:
+        """Rewards of every group's sequences (one prompt's conversations), flattened in group order:
+        whole groups per batch, up to `batch_size` sequences, similar lengths together, each group's
+        shared prefix read once (called under raw_scores' no_grad)."""
+        order = sorted(range(len(groups)), key=lambda g: max(map(len, groups[g])))
+        offsets = torch.tensor([0] + [len(g) for g in groups]).cumsum(0).tolist()
+        out = torch.empty(offsets[-1], dtype=torch.float32)
+        batches = list(batches_of_groups([len(groups[g]) for g in order], batch_size))
+        for batch in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
+            chosen = [order[b] for b in batch]
+            prefix = PrefixBatch.of([groups[g] for g in chosen], self.tokenizer.pad_token_id).to(self.device)
+            rewards = shared_prefix_rewards(self.model, prefix).float().cpu()
+            rows = torch.as_tensor([r for g in chosen for r in range(offsets[g], offsets[g + 1])])
+            out[rows] = rewards
         return out
 
     def normalize(self, raw: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from reward.encoding import encode_conversations, last_token_index, position_ids_from_mask
+from reward.encoding import common_prefix_length, encode_conversations, last_token_index, position_ids_from_mask
 from reward.scoring import EnsembleScorer, RewardScorer, RewardStats
 from tests.reward.tiny import WORDS, make_reward_model, make_tokenizer
 
@@ -112,3 +112,23 @@ def test_a_repeated_conversation_goes_through_the_model_once():
     assert sum(rows_seen) == 4  # 6 pairs, 12 sides, 4 distinct conversations
     torch.testing.assert_close(first, alone[[a for a, _ in pairs]], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(second, alone[[b for _, b in pairs]], atol=1e-5, rtol=1e-5)
+
+
+def test_the_conversations_of_one_prompt_read_the_prompt_once():
+    tok = make_tokenizer()
+    scorer = RewardScorer(make_reward_model(tok), tok)
+    prompts = [PROMPTS[0]] * len(RESPONSES) + [PROMPTS[1]] * len(RESPONSES)
+    responses = list(RESPONSES) * 2
+    tokens_read = []
+    embed = scorer.model.get_input_embeddings()
+    hook = embed.register_forward_hook(lambda _m, args, _out: tokens_read.append(int((args[0] != tok.pad_token_id).sum())))
+    try:
+        together = scorer.raw_scores(prompts, responses, batch_size=64)
+    finally:
+        hook.remove()
+    whole = [encode_conversations(tok, [p], [r])[0] for p, r in zip(prompts, responses)]
+    shared = sum(common_prefix_length(whole[i : i + len(RESPONSES)]) for i in (0, len(RESPONSES)))
+    assert sum(tokens_read) == sum(map(len, whole)) - shared * (len(RESPONSES) - 1)  # each prompt once, not 4 times
+    one_by_one = torch.cat([scorer.raw_scores([p], [r]) for p, r in zip(prompts, responses)])
+    torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(together, reference_rewards(scorer.model, tok, prompts, responses), atol=1e-5, rtol=1e-5)
