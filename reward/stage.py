@@ -29,7 +29,7 @@ from alignment.data.pairs import PairDrops, usable_pairs
 from alignment.errors import DataError, UserError
 from alignment.generation import generate
 from alignment.interrupt import trainer_callback as exit_after_checkpoint
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, save_model, training_precision
+from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, pick_dtype, save_model, training_precision
 from alignment.recipe import Recipe
 from alignment.run_dir import RunDir, ensure_offline_world, resolve_data_path, resolve_model_path, tensorboard_dir
 from alignment.stopwatch import Stopwatch
@@ -197,14 +197,16 @@ def train_reward(recipe: Recipe, force: bool = False) -> dict:
     if cfg.lora.enabled:
         model = model.merge_and_unload()
     model = model.to(device).eval()
-    scorer = RewardScorer(model, tokenizer, stats=None, max_length=recipe.model.max_length)
-
+    save_model(model, tokenizer, out)  # in the precision it trained in
+    clock.lap("save")  # with merging the adapter
+    # scored from here on in model.dtype, as PPO, DPO and the evaluation read it: the normalisation
+    # statistics are then those of the scores PPO sees, and the accuracies those of the model it optimises
+    scorer = RewardScorer(model.to(pick_dtype(recipe.model.dtype, device)), tokenizer, stats=None,
+                          max_length=recipe.model.max_length)
     prompts, responses, source = reference_responses(recipe, run, comparisons, cfg.normalize_samples)
     stats = RewardStats.of(scorer.raw_scores(prompts, responses))
-    clock.lap("normalization")  # with merging the adapter
-    save_model(model, tokenizer, out)
     stats.save(out)
-    clock.lap("save")
+    clock.lap("normalization")
 
     metrics = {
         "data": {"sources": comparisons.sources, "train_pairs": len(train_c.rows), "eval_pairs": len(eval_c.rows),

@@ -153,7 +153,7 @@ def run_models(
         results[name] = ModelResult(name, path, responses, scores, notes)
         policy.release()  # free it before the next model
     if reward:
-        scorer = RewardScorer.from_pretrained(reward, device=device)
+        scorer = RewardScorer.from_pretrained(reward, device=device, dtype=cfg.dtype)  # as PPO and DPO score
         for result in results.values():
             add_rewards(result.scores, prompts, result.responses, scorer, settings.batch_size)
     return results
