@@ -23,6 +23,7 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import is_peft_model
 from datasets import Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from trl import DPOTrainer
 from trl.trainer.utils import use_adapter
@@ -35,8 +36,9 @@ from alignment.interrupt import trainer_callback as exit_after_checkpoint
 from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, training_precision, warmup_arguments
 from alignment.ppo.held_out import as_logged, evaluate_policy, finish_trained_policy, load_held_out
 from alignment.ppo.metrics_log import MetricsLogger, trainer_callback
+from alignment.prompt_groups import PromptGroupBatches, PromptGroupCollator, prefix_batch, sigmoid_dpo_loss
 from alignment.recipe import Recipe
-from alignment.reference_logprobs import completion_logprobs, pair_completions
+from alignment.reference_logprobs import completion_logprob_sums, completion_logprobs, pair_completions
 from alignment.run_dir import RunDir, resolve_data_path, tensorboard_dir
 from reward.scoring import RewardScorer
 
@@ -87,20 +89,23 @@ def preference_rows(recipe: Recipe, run: RunDir) -> tuple[list[dict], list[str],
     return rows, used, drops
 
 
-def rows_within_budget(rows: list[dict], max_steps: int, pairs_per_step: int, seed: int) -> list[dict]:
-    """The pairs `max_steps` optimiser steps of `pairs_per_step` can read: a seeded random subset
-    when that is fewer than all of them, else every row.
+def rows_within_budget(rows: list[dict], max_steps: int, per_step: int, seed: int, by_prompt: bool = False
+                       ) -> list[dict]:
+    """The pairs `max_steps` optimiser steps of `per_step` pairs (or, `by_prompt`, of every pair of
+    `per_step` prompts) can read: a seeded random subset of pairs (of prompts) when that is fewer
+    than all of them, else every row.
 
     With `precompute_ref_log_probs` TRL scores the reference on the whole dataset before the
     first step; when `max_steps` stops training inside the first epoch, most of that work is
     never used (on the SmolLM2 recipe: 600 pairs precomputed for 240 read, 12 of 20 minutes).
     The trainer shuffles the subset again, so which pairs a step sees is as random as before.
     """
-    needed = max_steps * pairs_per_step
-    if max_steps <= 0 or needed >= len(rows):
+    units = list(dict.fromkeys(str(r["prompt"]) for r in rows)) if by_prompt else list(range(len(rows)))
+    needed = max_steps * per_step
+    if max_steps <= 0 or needed >= len(units):
         return rows
-    keep = sorted(random.Random(seed).sample(range(len(rows)), needed))
-    return [rows[i] for i in keep]
+    keep = {units[i] for i in random.Random(seed).sample(range(len(units)), needed)}
+    return [r for i, r in enumerate(rows) if (str(r["prompt"]) if by_prompt else i) in keep]
 
 
 def to_trl_pair(row: dict) -> dict:
@@ -120,11 +125,31 @@ class SharedPromptDPOTrainer(DPOTrainer):
     they hold ~1030 distinct completions of ~240 prompts. Settings the shared reading does not
     cover (a length-desensitised `ld_alpha`, `keep_end` truncation, gradient checkpointing,
     which drops caches, several processes) keep TRL's own pass.
+
+    With `prompts_per_step` > 0 training reads the same way (`alignment.prompt_groups`): each
+    batch is every pair of that many prompts, and the policy's sums come from one cached forward
+    of each prompt and its distinct completions. That path computes the sigmoid (DPO) loss only,
+    on precomputed reference log-probabilities, in one process.
     """
 
+    def __init__(self, *args, prompts_per_step: int = 0, **kwargs):
+        self.prompts_per_step = prompts_per_step
+        super().__init__(*args, **kwargs)
+        if prompts_per_step and not self._reads_shared():
+            raise ValueError("prompts_per_step needs one process, keep_start truncation, no gradient checkpointing "
+                             "and no ld_alpha")
+        if prompts_per_step and (list(self.loss_types) != ["sigmoid"] or not self.precompute_ref_logps
+                                 or self.f_divergence_type != "reverse_kl" or self.use_weighting
+                                 or self.aux_loss_enabled):
+            raise ValueError("prompts_per_step computes plain DPO only: loss_type [sigmoid], precomputed "
+                             "reference log-probs, reverse KL, no WPO weighting, no MoE aux loss")
+
+    def _reads_shared(self) -> bool:
+        return (self.ld_alpha is None and self.args.truncation_mode == "keep_start"
+                and not self.args.gradient_checkpointing and self.accelerator.num_processes == 1)
+
     def _precompute_ref_logps(self, dataset, name: str, batch_size: int):
-        if (self.ld_alpha is not None or self.args.truncation_mode != "keep_start" or self.args.gradient_checkpointing
-                or self.accelerator.num_processes > 1 or not isinstance(dataset, Dataset)):
+        if not self._reads_shared() or not isinstance(dataset, Dataset):
             return super()._precompute_ref_logps(dataset, name, batch_size)
         pairs = [pair_completions(example, self.args.max_length) for example in dataset]
         model = self.ref_model or self.model
@@ -138,6 +163,34 @@ class SharedPromptDPOTrainer(DPOTrainer):
             logps = completion_logprobs(model, distinct, self._tokenizer.pad_token_id, progress=bar.update)
         dataset = dataset.add_column("ref_chosen_logps", np.array([logps[c] for c, _ in pairs], dtype=np.float32))
         return dataset.add_column("ref_rejected_logps", np.array([logps[r] for _, r in pairs], dtype=np.float32))
+
+    def get_train_dataloader(self):
+        if not self.prompts_per_step:
+            return super().get_train_dataloader()
+        data = self.train_dataset.select_columns(["prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps",
+                                                  "ref_rejected_logps"])
+        batches = PromptGroupBatches([tuple(ids) for ids in data["prompt_ids"]], self.prompts_per_step, self.args.seed)
+        loader = DataLoader(data, batch_sampler=batches, num_workers=self.args.dataloader_num_workers,
+                            collate_fn=PromptGroupCollator(self._tokenizer.pad_token_id, self.args.max_length))
+        return self.accelerator.prepare(loader)
+
+    def _compute_loss(self, model, inputs, return_outputs):
+        if "chosen_row" not in inputs:
+            return super()._compute_loss(model, inputs, return_outputs)
+        with self.accelerator.autocast():
+            logps = completion_logprob_sums(self.accelerator.unwrap_model(model), prefix_batch(inputs))
+        loss, chosen_rewards, rejected_rewards = sigmoid_dpo_loss(logps, inputs, self.beta)
+        metrics = self._metrics["train" if self.model.training else "eval"]
+        metrics["rewards/chosen"].append(chosen_rewards.mean().item())
+        metrics["rewards/rejected"].append(rejected_rewards.mean().item())
+        metrics["rewards/accuracies"].append((chosen_rewards > rejected_rewards).float().mean().item())
+        metrics["rewards/margins"].append((chosen_rewards - rejected_rewards).mean().item())
+        metrics["logps/chosen"].append(logps[inputs["chosen_row"]].mean().item())
+        metrics["logps/rejected"].append(logps[inputs["rejected_row"]].mean().item())
+        metrics["pairs_per_step"].append(float(len(inputs["chosen_row"])))
+        if return_outputs:
+            raise ValueError("prompts_per_step returns no model outputs")
+        return loss
 
 
 def optional_reward_fn(recipe: Recipe, run: RunDir, device):
@@ -169,11 +222,14 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     device = pick_device()
     state = PartialState()
     available = len(rows)
-    rows = rows_within_budget(rows, cfg.max_steps, cfg.batch_size * cfg.gradient_accumulation_steps * state.num_processes,
-                              recipe.seed)
+    per_step = (cfg.prompts_per_step or cfg.batch_size) * cfg.gradient_accumulation_steps * state.num_processes
+    rows = rows_within_budget(rows, cfg.max_steps, per_step, recipe.seed, by_prompt=cfg.prompts_per_step > 0)
     if len(rows) < available:
         print(f"dpo: dpo.max_steps={cfg.max_steps} reads {len(rows)} of the {available} pairs; "
               "training (and the reference's log-probabilities) uses that seeded subset")
+    if cfg.prompts_per_step:
+        print(f"dpo: each step trains on every pair of {cfg.prompts_per_step} prompt(s), each prompt and each "
+              f"distinct completion read once ({len({str(r['prompt']) for r in rows})} prompts)")
     tokenizer = load_tokenizer(policy_path, recipe.model)
     precision = training_precision(recipe.model.dtype, device)  # the reference too: equal numerics at the start
     model = load_policy(policy_path, recipe.model, device=device, dtype=precision.weights)
@@ -231,6 +287,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
         processing_class=tokenizer,
         peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None,
         callbacks=[trainer_callback(logger), exit_after_checkpoint(STAGE)],
+        prompts_per_step=cfg.prompts_per_step,
     )
     last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
     if last:

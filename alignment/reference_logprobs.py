@@ -27,36 +27,50 @@ Completion = tuple[tuple[int, ...], tuple[int, ...]]
 """(prompt ids, completion ids)"""
 
 
-def completion_logprobs(model, completions: Sequence[Completion], pad_id: int, rows_per_batch: int = 32,
-                        progress: Callable[[int], None] | None = None) -> dict[Completion, float]:
-    """sum_t log p(y_t | x, y_<t) under `model` (a causal LM) for every distinct (x, y) given.
-
-    Completions of one prompt form a group: the prompt but its last token is the shared
-    prefix, and each suffix is that last token followed by the completion, so every
-    completion token is predicted inside the suffix forward. `progress(n)` is told how many
-    completions each batch finished.
-    """
-    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
-    for prompt, completion in dict.fromkeys(completions):
-        if len(prompt) < 2 or not completion:
+def completion_batch(groups: Sequence[tuple[tuple[int, ...], Sequence[tuple[int, ...]]]], pad_id: int) -> PrefixBatch:
+    """Completions of each prompt as one group: the prompt but its last token is the shared prefix,
+    and each suffix is that last token followed by the completion, so that every completion token
+    is predicted inside the suffix forward."""
+    for prompt, completions in groups:
+        if len(prompt) < 2 or not all(completions):
             raise ValueError("each prompt needs at least 2 tokens and each completion at least 1")
-        groups.setdefault(prompt, []).append(completion)
+    return PrefixBatch.of_parts([prompt[:-1] for prompt, _ in groups],
+                                [[(prompt[-1], *c) for c in completions] for prompt, completions in groups], pad_id)
+
+
+def completion_logprob_sums(model, batch: PrefixBatch) -> torch.Tensor:
+    """sum_t log p(y_t | x, y_<t) for each suffix row of a `completion_batch`, differentiable:
+    autograd flows through the prompt's cache, so a prompt's tokens get the summed gradient of
+    all its completions, as when each conversation is read whole."""
     hf = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone, lm_head = hf.base_model, hf.get_output_embeddings()
+    _, hidden = prefix_then_suffixes(backbone, batch, DynamicCache(config=backbone.config),
+                                     {"input_ids": batch.prefix_ids}, {"input_ids": batch.suffix_ids})
+    logp = lm_head(hidden[:, :-1]).float().log_softmax(dim=-1)
+    token_logp = logp.gather(-1, batch.suffix_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token_logp * batch.suffix_mask[:, 1:]).sum(dim=1)
+
+
+def by_prompt(completions: Sequence[Completion]) -> list[tuple[tuple[int, ...], list[tuple[int, ...]]]]:
+    """The distinct completions given, grouped by prompt in first-seen order."""
+    groups: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for prompt, completion in dict.fromkeys(completions):
+        groups.setdefault(prompt, []).append(completion)
+    return list(groups.items())
+
+
+def completion_logprobs(model, completions: Sequence[Completion], pad_id: int, rows_per_batch: int = 32,
+                        progress: Callable[[int], None] | None = None) -> dict[Completion, float]:
+    """sum_t log p(y_t | x, y_<t) under `model` (a causal LM) for every distinct (x, y) given,
+    without gradients, whole prompts' completions `rows_per_batch` at a time. `progress(n)` is
+    told how many completions each batch finished."""
+    items = by_prompt(completions)
+    device = next(model.parameters()).device
     found: dict[Completion, float] = {}
-    items = list(groups.items())
     for chosen in batches_of_groups([len(cs) for _, cs in items], rows_per_batch):
         batch_groups = [items[g] for g in chosen]
-        batch = PrefixBatch.of_parts([prompt[:-1] for prompt, _ in batch_groups],
-                                     [[(prompt[-1], *c) for c in cs] for prompt, cs in batch_groups],
-                                     pad_id).to(next(model.parameters()).device)
         with torch.no_grad():
-            _, hidden = prefix_then_suffixes(backbone, batch, DynamicCache(config=backbone.config),
-                                             {"input_ids": batch.prefix_ids}, {"input_ids": batch.suffix_ids})
-            logp = lm_head(hidden[:, :-1]).float().log_softmax(dim=-1)
-            targets = batch.suffix_ids[:, 1:]
-            token_logp = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1) * batch.suffix_mask[:, 1:]
-            sums = token_logp.sum(dim=1).tolist()
+            sums = completion_logprob_sums(model, completion_batch(batch_groups, pad_id).to(device)).tolist()
         keys = [(prompt, c) for prompt, cs in batch_groups for c in cs]
         found.update(zip(keys, sums))
         if progress is not None:

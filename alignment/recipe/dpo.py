@@ -29,7 +29,11 @@ class DPOConfig(Section):
     label_smoothing: float = option(0.0, help="Assumed label-flip rate for robust DPO (cDPO); 0 for plain DPO.", ge=0, le=0.5)
     epochs: float = option(2.0, help="Passes over the pairs.", gt=0)
     max_steps: int = option(-1, help="Stop after this many optimiser steps (-1: use epochs).", ge=1, also=(-1,))
-    batch_size: int = option(32, help="Pairs per batch (per device).", ge=1)
+    batch_size: int = option(32, help="Pairs per batch (per device), when prompts_per_step is 0.", ge=1)
+    prompts_per_step: int = option(
+        0, help="0: TRL's batches of batch_size pairs. N > 0: each batch is every pair of N prompts, each prompt "
+        "and each distinct completion read once (alignment/prompt_groups.py; sigmoid loss, one process).", ge=0,
+    )
     gradient_accumulation_steps: int = option(1, help="Micro-batches per optimiser step.", ge=1)
     learning_rate: float = option(
         1e-4, help="Peak learning rate (quickstart: 5e-4 drifted to KL 4.1 and lost 0.08 gold; 1e-4 kept KL at 0.2).", gt=0,
@@ -48,6 +52,16 @@ class DPOConfig(Section):
     max_new_tokens: int = option(32, help="Response length budget in the held-out evaluation.", ge=1)
     temperature: float = option(1.0, help="Sampling temperature of the held-out KL estimate.", gt=0)
     report_to: list[str] = option(["tensorboard"], help="Loggers.")
+
+    def cross_checks(self) -> list[tuple[tuple[str, ...], str]]:
+        """Steps by prompt compute plain DPO on precomputed reference log-probabilities only."""
+        if self.prompts_per_step and list(self.loss_type) != ["sigmoid"]:
+            return [(("prompts_per_step", "loss_type"), f"prompts_per_step={self.prompts_per_step} trains the sigmoid "
+                     f"(DPO) loss only, got loss_type={list(self.loss_type)}; set prompts_per_step=0 for TRL's losses")]
+        if self.prompts_per_step and not self.precompute_ref_log_probs:
+            return [(("prompts_per_step", "precompute_ref_log_probs"), "prompts_per_step reads the reference's "
+                     "precomputed log-probabilities; set precompute_ref_log_probs=true")]
+        return []
 
 
 @dataclass

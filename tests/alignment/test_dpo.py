@@ -65,6 +65,16 @@ def test_dpo_prefers_the_chosen_response_and_reports_held_out_kl(tmp_path, world
     assert train_dpo(recipe)["steps"] == summary["steps"]  # a finished stage is skipped
 
 
+def test_dpo_by_prompt_prefers_the_chosen_response(tmp_path, world):
+    """`dpo.prompts_per_step`: the stage trains on every pair of a few prompts per step, and learns."""
+    summary = train_dpo(recipe_for(tmp_path, world, prompts_per_step=4, max_steps=10))
+    # 10 steps of 4 prompts read 40 of the 41 distinct prompts, with all their pairs
+    assert summary["steps"] == 10 and 40 <= summary["pairs"] < summary["pairs_available"] == 51
+    assert chosen_logprob_gap(tmp_path / "run" / "dpo") > chosen_logprob_gap(world[0]) + 2.0
+    margins = [m["dpo/margin"] for m in read_metrics(tmp_path / "run" / "dpo" / "metrics.jsonl") if "dpo/margin" in m]
+    assert len(margins) >= 4 and margins[-1] > margins[0]
+
+
 def test_dpo_loss_variant_and_lora_run(tmp_path, world):
     summary = train_dpo(recipe_for(tmp_path, world, loss_type="[ipo]", max_steps=2, **{"lora.enabled": "true", "lora.r": 4}))
     assert summary["steps"] == 2 and summary["loss_type"] == ["ipo"] and summary["lora"] is True
@@ -80,6 +90,14 @@ def test_a_step_budget_reads_a_seeded_subset_of_the_pairs():
     subset = rows_within_budget(rows, 2, 3, seed=0)
     assert len(subset) == 6 and len({r["i"] for r in subset}) == 6
     assert subset == rows_within_budget(rows, 2, 3, seed=0) != rows_within_budget(rows, 2, 3, seed=1)
+
+
+def test_a_step_budget_by_prompt_keeps_whole_prompts():
+    rows = [{"prompt": f"p{i % 5}", "i": i} for i in range(20)]  # 5 prompts, 4 pairs each
+    assert rows_within_budget(rows, 5, 1, seed=0, by_prompt=True) == rows
+    subset = rows_within_budget(rows, 3, 1, seed=0, by_prompt=True)
+    kept = {r["prompt"] for r in subset}
+    assert len(kept) == 3 and len(subset) == 12 and subset == [r for r in rows if r["prompt"] in kept]
 
 
 def test_missing_preferences_are_named(tmp_path, world):
