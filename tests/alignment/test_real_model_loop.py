@@ -30,7 +30,7 @@ TINY = [
     "reward.early_stopping_patience=0",
     "ppo.total_episodes=8", "ppo.rollout_batch_size=4", "ppo.mini_batch_size=2", "ppo.max_new_tokens=8",
     "ppo.save_every=0",
-    "dpo.max_steps=2", "dpo.batch_size=2", "dpo.save_steps=1000",
+    "dpo.max_steps=2", "dpo.save_steps=1000",
     "eval.max_prompts_per_set=2", "eval.kl_prompts=2", "eval.bootstrap_samples=100", "eval.max_new_tokens=8",
 ]
 
