@@ -108,6 +108,13 @@ def rows_within_budget(rows: list[dict], max_steps: int, per_step: int, seed: in
     return [r for i, r in enumerate(rows) if (str(r["prompt"]) if by_prompt else i) in keep]
 
 
+def rows_for_steps(recipe: Recipe, rows: list[dict], processes: int = 1) -> list[dict]:
+    """The pairs the recipe's `dpo.max_steps` read: batches of pairs, or of whole prompts."""
+    cfg = recipe.dpo
+    per_step = (cfg.prompts_per_step or cfg.batch_size) * cfg.gradient_accumulation_steps * processes
+    return rows_within_budget(rows, cfg.max_steps, per_step, recipe.seed, by_prompt=cfg.prompts_per_step > 0)
+
+
 def to_trl_pair(row: dict) -> dict:
     """A conversational pair, so that TRL renders it with the policy's chat template."""
     return {
@@ -222,8 +229,7 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     device = pick_device()
     state = PartialState()
     available = len(rows)
-    per_step = (cfg.prompts_per_step or cfg.batch_size) * cfg.gradient_accumulation_steps * state.num_processes
-    rows = rows_within_budget(rows, cfg.max_steps, per_step, recipe.seed, by_prompt=cfg.prompts_per_step > 0)
+    rows = rows_for_steps(recipe, rows, state.num_processes)
     if len(rows) < available:
         print(f"dpo: dpo.max_steps={cfg.max_steps} reads {len(rows)} of the {available} pairs; "
               "training (and the reference's log-probabilities) uses that seeded subset")

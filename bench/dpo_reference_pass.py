@@ -22,16 +22,15 @@ import time
 from pathlib import Path
 
 import torch
-from datasets import Dataset
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from alignment.dpo import SharedPromptDPOTrainer, preference_rows, rows_within_budget, to_trl_pair  # noqa: E402
-from alignment.models import load_policy, load_tokenizer, lora_config, pick_device, training_precision  # noqa: E402
+from alignment.dpo import SharedPromptDPOTrainer, preference_rows, rows_for_steps  # noqa: E402
 from alignment.recipe import load_recipe  # noqa: E402
 from alignment.run_dir import RunDir  # noqa: E402
+from bench.dpo_trainers import dpo_trainer  # noqa: E402
 from bench.results import append_result  # noqa: E402
 
 CONTENDERS = {"trl": DPOTrainer, "shared": SharedPromptDPOTrainer}
@@ -39,19 +38,9 @@ CONTENDERS = {"trl": DPOTrainer, "shared": SharedPromptDPOTrainer}
 
 def reference_pass(recipe, rows: list[dict], trainer_class) -> tuple[float, float, list[float], list[float]]:
     """CPU and wall seconds of one trainer's construction, which runs the reference pass, and its figures."""
-    cfg, device = recipe.dpo, pick_device()
-    policy = str(RunDir(recipe).root / "sft")
-    tokenizer = load_tokenizer(policy, recipe.model)
-    precision = training_precision(recipe.model.dtype, device)
-    model = load_policy(policy, recipe.model, device=device, dtype=precision.weights)
-    args = DPOConfig(output_dir="/tmp/bench_dpo_reference_pass", per_device_train_batch_size=cfg.batch_size,
-                     max_steps=cfg.max_steps, precompute_ref_log_probs=True, max_length=recipe.model.max_length,
-                     gradient_checkpointing=False, report_to="none", bf16=precision.bf16_autocast,
-                     use_cpu=device.type == "cpu", disable_dropout=True, seed=recipe.seed)
-    dataset = Dataset.from_list([to_trl_pair(r) for r in rows])
     c0, w0 = time.process_time(), time.perf_counter()
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                            peft_config=lora_config(cfg.lora, model) if cfg.lora.enabled else None)
+    trainer = dpo_trainer(recipe, rows, trainer_class, recipe.dpo.max_steps, recipe.dpo.batch_size,
+                          "/tmp/bench_dpo_reference_pass")
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     data = trainer.train_dataset
     return cpu, wall, list(data["ref_chosen_logps"]), list(data["ref_rejected_logps"])
@@ -70,7 +59,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     recipe = load_recipe(str(Path(args.run) / "recipe.yaml"), [f"output_dir={args.run}"])
     rows, _, _ = preference_rows(recipe, RunDir(recipe))
-    rows = rows_within_budget(rows, recipe.dpo.max_steps, recipe.dpo.batch_size, recipe.seed)
+    rows = rows_for_steps(recipe, rows)
     load_before = os.getloadavg()
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in CONTENDERS}
     figures = {}
