@@ -229,6 +229,9 @@ def train_dpo(recipe: Recipe, force: bool = False) -> dict:
     device = pick_device()
     state = PartialState()
     available = len(rows)
+    if cfg.prompts_per_step and state.num_processes > 1:
+        raise UserError(f"dpo.prompts_per_step={cfg.prompts_per_step} trains in one process; this run has "
+                        f"{state.num_processes}: set dpo.prompts_per_step=0 for TRL's batches")
     rows = rows_for_steps(recipe, rows, state.num_processes)
     if len(rows) < available:
         print(f"dpo: dpo.max_steps={cfg.max_steps} reads {len(rows)} of the {available} pairs; "

@@ -58,6 +58,9 @@ class DPOConfig(Section):
         if self.prompts_per_step and list(self.loss_type) != ["sigmoid"]:
             return [(("prompts_per_step", "loss_type"), f"prompts_per_step={self.prompts_per_step} trains the sigmoid "
                      f"(DPO) loss only, got loss_type={list(self.loss_type)}; set prompts_per_step=0 for TRL's losses")]
+        if self.prompts_per_step and self.gradient_checkpointing:
+            return [(("prompts_per_step", "gradient_checkpointing"), "prompts_per_step reads each prompt once "
+                     "through a key/value cache, which gradient checkpointing drops; set one of them off")]
         if self.prompts_per_step and not self.precompute_ref_log_probs:
             return [(("prompts_per_step", "precompute_ref_log_probs"), "prompts_per_step reads the reference's "
                      "precomputed log-probabilities; set precompute_ref_log_probs=true")]

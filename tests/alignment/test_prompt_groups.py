@@ -97,4 +97,6 @@ def test_training_by_prompt_runs_through_the_trainer(tmp_path, monkeypatch):
 def test_other_losses_are_refused_with_steps_by_prompt(tmp_path):
     with pytest.raises(UserError, match="prompts_per_step"):
         load_recipe(None, ["dpo.prompts_per_step=2", "dpo.loss_type=[ipo]"])
+    with pytest.raises(UserError, match="gradient checkpointing"):
+        load_recipe(None, ["dpo.prompts_per_step=2", "dpo.gradient_checkpointing=true"])
     assert load_recipe(None, ["dpo.prompts_per_step=2"]).dpo.prompts_per_step == 2
