@@ -100,12 +100,13 @@ def rows_within_budget(rows: list[dict], max_steps: int, per_step: int, seed: in
     never used (on the SmolLM2 recipe: 600 pairs precomputed for 240 read, 12 of 20 minutes).
     The trainer shuffles the subset again, so which pairs a step sees is as random as before.
     """
-    units = list(dict.fromkeys(str(r["prompt"]) for r in rows)) if by_prompt else list(range(len(rows)))
+    units = [str(r["prompt"]) for r in rows] if by_prompt else list(range(len(rows)))
+    distinct = list(dict.fromkeys(units))
     needed = max_steps * per_step
-    if max_steps <= 0 or needed >= len(units):
+    if max_steps <= 0 or needed >= len(distinct):
         return rows
-    keep = {units[i] for i in random.Random(seed).sample(range(len(units)), needed)}
-    return [r for i, r in enumerate(rows) if (str(r["prompt"]) if by_prompt else i) in keep]
+    keep = set(random.Random(seed).sample(distinct, needed))
+    return [r for r, unit in zip(rows, units) if unit in keep]
 
 
 def rows_for_steps(recipe: Recipe, rows: list[dict], processes: int = 1) -> list[dict]:
